@@ -1,1 +1,7 @@
+//! Rule-based rewards for R1-style RL: math verification, format and shaping rewards,
+//! countdown, external-command rewards, and the `r1kit reward` command. No ML dependency.
 
+pub mod builtins;
+pub mod reward;
+
+pub use reward::{batch, CompositeOutput, Record, Reward, RewardError, RewardOutput, RewardRegistry, WeightedRewards};
