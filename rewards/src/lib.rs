@@ -2,6 +2,7 @@
 //! countdown, external-command rewards, and the `r1kit reward` command. No ML dependency.
 
 pub mod builtins;
+pub mod code;
 pub mod reward;
 
 pub use reward::{batch, CompositeOutput, Record, Reward, RewardError, RewardOutput, RewardRegistry, WeightedRewards};
