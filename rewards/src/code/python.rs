@@ -245,6 +245,7 @@ fn python_failure_kind(tag: &str) -> FailureKind {
     match tag {
         "wrong_answer" => FailureKind::WrongAnswer,
         "memory" => FailureKind::MemoryLimit,
+        "file_size" => FailureKind::FileSizeLimit,
         _ => FailureKind::RuntimeError,
     }
 }

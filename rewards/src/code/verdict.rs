@@ -20,6 +20,7 @@ pub enum FailureKind {
     CpuLimit,
     MemoryLimit,
     OutputLimit,
+    /// A write past the file-size limit or the work directory's size.
     FileSizeLimit,
     /// Killed by another signal, or exited before reporting (e.g. `os._exit`).
     Killed,
