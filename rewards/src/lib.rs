@@ -3,6 +3,7 @@
 
 pub mod builtins;
 pub mod code;
+pub mod math;
 pub mod reward;
 
 pub use reward::{batch, CompositeOutput, Record, Reward, RewardError, RewardOutput, RewardRegistry, WeightedRewards};
