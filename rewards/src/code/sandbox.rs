@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! r1kit ──spawn──> supervisor S (root, r1kit's namespaces): unshare(PID|NET|NS|IPC|UTS), fork
-//!                      └──> init G (pid 1 of the new PID namespace): mounts, rlimits,
-//!                           setgroups/setgid/setuid(sandbox uid), no_new_privs, landlock, exec
+//!                      └──> init G (pid 1 of the new PID namespace, root): mounts, fork, reap
+//!                             └──> program P: rlimits, setgroups/setgid/setuid(sandbox uid),
+//!                                  no_new_privs, landlock, exec
 //! ```
 //!
 //! S waits for G with its own wall clock and SIGKILLs G at the limit (or on SIGTERM from r1kit,
@@ -514,6 +515,22 @@ impl ChildSetup {
                 }
                 libc::close(fd);
             }
+            // G stays root and runs no untrusted code: it is the namespace's init, which the
+            // kernel shields from signals it has no handler for (SIGXCPU included), so the
+            // program runs as its child P and G only reaps and reports.
+            let (lo, hi) = (report_fd.min(self.ruleset_fd), report_fd.max(self.ruleset_fd));
+            keep_only_fds(&[lo, hi]);
+            let program = libc::fork();
+            if program < 0 {
+                return Err(fail(1));
+            }
+            if program > 0 {
+                init_wait(program, report_fd);
+            }
+            // P: the program.
+            if libc::setsid() < 0 {
+                return Err(fail(2));
+            }
             for &(resource, soft, hard) in &self.rlimits {
                 let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
                 if libc::setrlimit(resource, &limit) != 0 {
@@ -544,12 +561,7 @@ impl ChildSetup {
 /// SIGTERM), SIGKILL it then, report how G ended, exit. Never returns.
 unsafe fn supervise(init_pid: i32, report_fd: i32, waited: &libc::sigset_t, wall: libc::timespec) -> ! {
     unsafe {
-        // Keep only the report pipe and stdio: holding std's exec-status pipe would make
-        // r1kit's spawn() wait for the whole run.
-        if report_fd > 3 {
-            libc::close_range(3, (report_fd - 1) as u32, 0);
-        }
-        libc::close_range((report_fd + 1) as u32, u32::MAX, 0);
+        keep_only_fds(&[report_fd]);
         libc::close(0);
         let mut deadline: libc::timespec = std::mem::zeroed();
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut deadline);
@@ -583,10 +595,45 @@ unsafe fn supervise(init_pid: i32, report_fd: i32, waited: &libc::sigset_t, wall
                 break;
             }
         }
-        let mut record = [0u8; 5];
         if timed_out {
-            record[0] = b'T';
-        } else if libc::WIFEXITED(status) {
+            libc::write(report_fd, b"T".as_ptr().cast(), 1);
+        }
+        libc::_exit(0);
+    }
+}
+
+/// Closes every fd above stdio but `keep` (sorted ascending): holding std's exec-status pipe
+/// would make r1kit's spawn() wait for the whole run.
+unsafe fn keep_only_fds(keep: &[i32]) {
+    let mut next = 3;
+    for &fd in keep {
+        if fd > next {
+            // SAFETY: closing fds of this process.
+            unsafe { libc::close_range(next as u32, (fd - 1) as u32, 0) };
+        }
+        next = next.max(fd + 1);
+    }
+    // SAFETY: as above.
+    unsafe { libc::close_range(next as u32, u32::MAX, 0) };
+}
+
+/// The namespace init's life after forking the program: reap every child (orphans included)
+/// until the program ends, report its status, exit, which kills whatever is left in the
+/// namespace. Never returns.
+unsafe fn init_wait(program: i32, report_fd: i32) -> ! {
+    unsafe {
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(-1, &mut status, 0);
+            if r == program {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(1);
+            }
+        }
+        let mut record = [0u8; 5];
+        if libc::WIFEXITED(status) {
             record[0] = b'E';
             record[1..5].copy_from_slice(&libc::WEXITSTATUS(status).to_le_bytes());
         } else {
