@@ -101,10 +101,11 @@ impl DatasetSpec {
             let parsed = match k.as_str() {
                 "limit" => v.parse().map(|n| spec.limit = Some(n)).map_err(|_| ()),
                 "on_error" => match v.as_str() {
-                    "skip" => Ok(spec.on_error = OnError::Skip),
-                    "fail" => Ok(spec.on_error = OnError::Fail),
+                    "skip" => Ok(OnError::Skip),
+                    "fail" => Ok(OnError::Fail),
                     _ => Err(()),
-                },
+                }
+                .map(|policy| spec.on_error = policy),
                 "split" => v.parse().map(|s| spec.split = Some(s)).map_err(|_| ()),
                 "heldout" => v.parse().ok().filter(|f| (0.0..=1.0).contains(f)).map(|f| spec.heldout_fraction = f).ok_or(()),
                 "split_salt" => v.parse().map(|s| spec.split_salt = s).map_err(|_| ()),

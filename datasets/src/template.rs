@@ -121,10 +121,10 @@ impl PromptTemplate {
     }
 
     fn validate(self) -> Result<Self, String> {
-        if let PromptTemplate::Plain { format } = &self {
-            if !format.contains("{prompt}") {
-                return Err(format!("plain template format {format:?} has no {{prompt}} placeholder"));
-            }
+        if let PromptTemplate::Plain { format } = &self
+            && !format.contains("{prompt}")
+        {
+            return Err(format!("plain template format {format:?} has no {{prompt}} placeholder"));
         }
         Ok(self)
     }

@@ -248,3 +248,31 @@ fn data_gen_writes_jsonl_that_data_show_reads_back() {
     assert!(run(&["data", "gen", "nope", "--out", "x.jsonl"]).is_err());
     assert!(run(&["data", "show", "--dataset", "countdown:bogus=1"]).is_err());
 }
+
+#[test]
+fn data_show_prints_real_sets_through_the_template() {
+    let shown = run(&["data", "show", "--dataset", "gsm8k", "--n", "1"]).unwrap();
+    assert!(shown.contains("User: Janet’s ducks lay 16 eggs") && shown.contains("--- gold ---\n18\n"), "{shown}");
+    let shown = run(&["data", "show", "--dataset", "humaneval-rust", "--n", "1", "--template", "plain"]).unwrap();
+    assert!(shown.contains("fn has_close_elements") && shown.contains("Rust tests of `has_close_elements`"), "{shown}");
+    let shown = run(&["data", "show", "--dataset", "word:n=2,seed=3,traces=true,style=verbose", "--n", "2", "--template", "r1-zero-prefill"]).unwrap();
+    assert_eq!(shown.matches("Assistant: <think>\n--- completion ---\n\nFirst, ").count(), 2, "{shown}");
+}
+
+#[test]
+fn epochs_visit_every_item_once_per_epoch_in_a_new_order() {
+    let items: Vec<u32> = (0..100).collect();
+    let mut epochs = r1kit_datasets::Epochs::new(&items, 9);
+    let first: Vec<u32> = epochs.by_ref().take(100).copied().collect();
+    let second: Vec<u32> = epochs.by_ref().take(100).copied().collect();
+    assert_eq!(epochs.epoch(), 1);
+    for epoch in [&first, &second] {
+        let mut sorted = epoch.clone();
+        sorted.sort();
+        assert_eq!(sorted, items);
+    }
+    assert_ne!(first, second);
+    assert_ne!(first, items);
+    let again: Vec<u32> = r1kit_datasets::Epochs::new(&items, 9).take(100).copied().collect();
+    assert_eq!(first, again);
+}

@@ -75,10 +75,10 @@ impl Computation {
                 _ => step.op,
             };
             let mut result = apply(a, op, b)?;
-            if let Some(Mistake::Slip { step, delta }) = mistake {
-                if step == i {
-                    result = result.checked_add(delta)?;
-                }
+            if let Some(Mistake::Slip { step, delta }) = mistake
+                && step == i
+            {
+                result = result.checked_add(delta)?;
             }
             if positive && result <= 0 {
                 return None;
