@@ -276,3 +276,13 @@ fn epochs_visit_every_item_once_per_epoch_in_a_new_order() {
     let again: Vec<u32> = r1kit_datasets::Epochs::new(&items, 9).take(100).copied().collect();
     assert_eq!(first, again);
 }
+
+#[test]
+fn dedup_drops_repeats_that_differ_only_in_case_and_spacing() {
+    let dir = temp_dir("dedup");
+    let path = dir.join("d.jsonl");
+    write(&path, "{\"prompt\": \"What is  2+2?\", \"answer\": \"4\"}\n{\"prompt\": \"what is 2+2?\", \"answer\": \"4\"}\n{\"prompt\": \"What is 3+3?\", \"answer\": \"6\"}\n");
+    assert_eq!(load(&path.display().to_string()).unwrap().records.len(), 3);
+    let records = load(&format!("{}?dedup=true", path.display())).unwrap().records;
+    assert_eq!(records.iter().map(|r| r.prompt_text()).collect::<Vec<_>>(), ["What is  2+2?", "What is 3+3?"]);
+}
