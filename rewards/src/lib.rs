@@ -3,7 +3,11 @@
 
 pub mod builtins;
 pub mod code;
+pub mod countdown;
+pub mod external;
+pub mod format;
 pub mod math;
 pub mod reward;
+pub mod shaping;
 
 pub use reward::{batch, CompositeOutput, Record, Reward, RewardError, RewardOutput, RewardRegistry, WeightedRewards};
