@@ -3,6 +3,7 @@
 
 pub mod landlock;
 pub mod python;
+pub mod reward;
 pub mod rust;
 pub mod sandbox;
 pub mod verdict;
@@ -10,6 +11,7 @@ pub mod verdict;
 use rayon::prelude::*;
 
 pub use python::{Python, PythonRunner, StdioCase};
+pub use reward::{CodeReward, CodeRewardConfig, Lang};
 pub use rust::{RustLimits, RustRunner, RustToolchain};
 pub use sandbox::{Job, Limits, RunOutput, Sandbox, SandboxConfig, SandboxError, Termination};
 pub use verdict::{CodeResult, Failure, FailureKind};
