@@ -3,6 +3,7 @@
 
 pub mod builtins;
 pub mod code;
+pub mod command;
 pub mod countdown;
 pub mod external;
 pub mod format;
@@ -11,3 +12,4 @@ pub mod reward;
 pub mod shaping;
 
 pub use reward::{batch, CompositeOutput, Record, Reward, RewardError, RewardOutput, RewardRegistry, WeightedRewards};
+pub use command::{run_reward, RewardArgs};
