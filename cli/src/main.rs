@@ -1,1 +1,35 @@
-fn main() {}
+//! The `r1kit` binary: parses arguments and wires the crates together; holds no algorithm.
+
+mod bench;
+mod generate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "r1kit", version, about = "DeepSeek-R1-style post-training: SFT, GRPO, rejection sampling, distillation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a model (greedy).
+    Generate(generate::GenerateArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(&args),
+        Command::Bench(cmd) => bench::run(&cmd),
+    };
+    if let Err(e) = result {
+        // One line, the whole cause chain, no backtrace: these are user-facing errors.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,24 @@
-pub fn _placeholder() {}
+//! The policy model: Qwen2 / Qwen3 / Llama transformers on burn, Hugging Face checkpoints in and
+//! out, the tokenizer and chat template, the KV cache and greedy decoding.
+
+pub mod attention_mask;
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod kv_cache;
+pub mod logprobs;
+pub mod rope;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use attention_mask::AttentionMask;
+pub use checkpoint::{load_model_dir, save_model_dir, SaveDtype};
+pub use config::{Arch, ModelConfig};
+pub use error::{ModelError, Result};
+pub use kv_cache::KvCache;
+pub use transformer::Model;
+
+pub use burn;

@@ -1,0 +1,23 @@
+//! Run-time device choice: `cpu` (burn's flex backend) or `cuda` (the `cuda` cargo feature).
+
+use burn::prelude::Device;
+
+use crate::error::{ModelError, Result};
+
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(feature = "cuda")]
+        s if s.starts_with("cuda:") => {
+            let index: usize = s[5..].parse().map_err(|_| ModelError::Invalid(format!("bad device '{s}' (cuda:N)")))?;
+            Ok(Device::cuda(index))
+        }
+        #[cfg(not(feature = "cuda"))]
+        s if s.starts_with("cuda") => Err(ModelError::Invalid(
+            "this r1kit was built without CUDA; rebuild with `--features cuda` (scripts/build-cuda.sh)".into(),
+        )),
+        other => Err(ModelError::Invalid(format!("unknown device '{other}' (cpu or cuda)"))),
+    }
+}

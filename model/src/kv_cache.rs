@@ -1,0 +1,95 @@
+//! The KV cache, designed once for every decoder after: preallocated per layer as
+//! `[batch, kv_heads, capacity, head_dim]`, written at a common slot index with per-row positions
+//! (rows of different prompt lengths are left-padded, and padding slots are masked), with static
+//! shapes so that a GPU decode step can be captured as a graph.
+
+use burn::prelude::*;
+
+use crate::attention_mask::AttentionMask;
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+
+pub struct KvCache {
+    keys: Vec<Option<Tensor<4>>>,
+    values: Vec<Option<Tensor<4>>>,
+    batch: usize,
+    capacity: usize,
+    len: usize,
+    /// `[batch, capacity]`: whether a slot holds a real token (not padding).
+    slot_valid: Vec<bool>,
+}
+
+impl KvCache {
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, device: &Device) -> Self {
+        let shape = [batch, config.num_kv_heads, capacity, config.head_dim];
+        let zeros = || (0..config.num_layers).map(|_| Some(Tensor::<4>::zeros(shape, device))).collect();
+        KvCache { keys: zeros(), values: zeros(), batch, capacity, len: 0, slot_valid: vec![false; batch * capacity] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Reserves the next `queries` slots for tokens whose validity (`[batch, queries]`, false for
+    /// padding) is given, and returns the mask the forward pass must use.
+    pub fn prepare(&mut self, new_valid: &[bool], queries: usize) -> Result<AttentionMask> {
+        if self.len + queries > self.capacity {
+            return Err(ModelError::Invalid(format!(
+                "KV cache full: {} slots used + {queries} new > capacity {}",
+                self.len, self.capacity
+            )));
+        }
+        let keys = self.len + queries;
+        let mut visible = Vec::with_capacity(self.batch * keys);
+        for b in 0..self.batch {
+            for i in 0..queries {
+                self.slot_valid[b * self.capacity + self.len + i] = new_valid[b * queries + i];
+            }
+            visible.extend_from_slice(&self.slot_valid[b * self.capacity..b * self.capacity + keys]);
+        }
+        Ok(AttentionMask::over_slots(&visible, self.batch, self.len, queries))
+    }
+
+    /// Writes this layer's new keys/values at the reserved slots and returns all slots in use.
+    pub(crate) fn write_and_read(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, s, d] = k.dims();
+        let (start, end) = (self.len, self.len + s);
+        let write = |slot: &mut Option<Tensor<4>>, x: Tensor<4>| {
+            let full = slot.take().expect("cache layer present").slice_assign([0..b, 0..h, start..end, 0..d], x);
+            let used = full.clone().slice([0..b, 0..h, 0..end, 0..d]);
+            *slot = Some(full);
+            used
+        };
+        (write(&mut self.keys[layer], k), write(&mut self.values[layer], v))
+    }
+
+    pub(crate) fn advance(&mut self, queries: usize) {
+        self.len += queries;
+    }
+
+    /// Keeps only the given rows, in the given order (rows may repeat): the way a prompt's cache is
+    /// copied to the G completions of its group, or finished rows are dropped.
+    pub fn select_rows(&mut self, rows: &[usize]) {
+        let device = self.keys[0].as_ref().expect("cache layer present").device();
+        let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [rows.len()]), &device);
+        for slot in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            *slot = Some(slot.take().expect("cache layer present").select(0, idx.clone()));
+        }
+        let mut valid = Vec::with_capacity(rows.len() * self.capacity);
+        for &r in rows {
+            valid.extend_from_slice(&self.slot_valid[r * self.capacity..(r + 1) * self.capacity]);
+        }
+        self.slot_valid = valid;
+        self.batch = rows.len();
+    }
+}

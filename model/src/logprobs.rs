@@ -1,0 +1,30 @@
+//! Token log-probabilities computed in row chunks, so that a 150k vocabulary never materializes
+//! `[batch, seq, vocab]` logits at once.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use crate::transformer::Model;
+
+/// Rows of the flattened `[batch * seq, hidden]` block projected to the vocabulary at a time.
+pub const DEFAULT_CHUNK_ROWS: usize = 1024;
+
+/// log p(target | prefix) for every position: `hidden` is `[batch, seq, hidden]`, `targets`
+/// row-major `[batch, seq]`; returns `[batch, seq]`. Differentiable when `hidden` is tracked.
+pub fn token_logprobs(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize) -> Tensor<2> {
+    let [b, s, h] = hidden.dims();
+    let n = b * s;
+    assert_eq!(targets.len(), n, "one target per position");
+    let device = hidden.device();
+    let flat = hidden.reshape([n, h]);
+    let chunk_rows = chunk_rows.max(1);
+    let mut parts = Vec::with_capacity(n.div_ceil(chunk_rows));
+    for start in (0..n).step_by(chunk_rows) {
+        let end = (start + chunk_rows).min(n);
+        let logits = model.logits_2d(flat.clone().slice([start..end, 0..h]));
+        let ids: Vec<i64> = targets[start..end].iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [end - start, 1]), &device);
+        parts.push(log_softmax(logits, 1).gather(1, ids));
+    }
+    Tensor::cat(parts, 0).reshape([b, s])
+}

@@ -1,0 +1,308 @@
+//! The policy transformer: one implementation for Qwen2, Qwen3 and Llama.
+//!
+//! Weights keep Hugging Face's layout (`[out, in]` for projections) so that loading and saving are
+//! plain copies; every parameter is a rank-2 tensor (norm weights and biases are `[1, n]`) so that
+//! optimizers and checkpoints handle one kind of tensor.
+
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+
+use crate::attention_mask::AttentionMask;
+use crate::config::{Arch, ModelConfig};
+use crate::error::Result;
+use crate::kv_cache::KvCache;
+use crate::rope::{inverse_frequencies, RopeTables};
+
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[out, in]`, as in Hugging Face checkpoints.
+    pub weight: Tensor<2>,
+    /// `[1, out]`
+    pub bias: Option<Tensor<2>>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, s, i] = x.dims();
+        let out = self.weight.dims()[0];
+        let mut y = x.reshape([b * s, i]).matmul(self.weight.clone().transpose());
+        if let Some(bias) = &self.bias {
+            y = y + bias.clone();
+        }
+        y.reshape([b, s, out])
+    }
+}
+
+/// RMSNorm computed in f32, weight applied after the normalization (as transformers does).
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<2>, eps: f64) -> Tensor<D> {
+    let variance = x.clone().square().mean_dim(D - 1);
+    let normed = x * (variance + eps).sqrt().recip();
+    let n = weight.dims()[1];
+    let mut shape = [1usize; D];
+    shape[D - 1] = n;
+    normed * weight.clone().reshape(shape)
+}
+
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub input_norm: Tensor<2>,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Qwen3's per-head norms, `[1, head_dim]`.
+    pub q_norm: Option<Tensor<2>>,
+    pub k_norm: Option<Tensor<2>>,
+    pub post_attention_norm: Tensor<2>,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub config: ModelConfig,
+    /// `[vocab, hidden]`
+    pub embed_tokens: Tensor<2>,
+    pub layers: Vec<Layer>,
+    pub final_norm: Tensor<2>,
+    /// `[vocab, hidden]`; `None` when tied to the embeddings.
+    pub lm_head: Option<Tensor<2>>,
+    inv_freq: Vec<f32>,
+}
+
+/// Name and Hugging Face shape of every parameter, in checkpoint order.
+pub fn parameter_specs(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, i, hd) = (config.hidden_size, config.intermediate_size, config.head_dim);
+    let (q, kv) = (config.num_heads * hd, config.num_kv_heads * hd);
+    let mut specs = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
+    for l in 0..config.num_layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        specs.push((p("input_layernorm.weight"), vec![h]));
+        specs.push((p("self_attn.q_proj.weight"), vec![q, h]));
+        specs.push((p("self_attn.k_proj.weight"), vec![kv, h]));
+        specs.push((p("self_attn.v_proj.weight"), vec![kv, h]));
+        if config.attention_bias {
+            specs.push((p("self_attn.q_proj.bias"), vec![q]));
+            specs.push((p("self_attn.k_proj.bias"), vec![kv]));
+            specs.push((p("self_attn.v_proj.bias"), vec![kv]));
+        }
+        specs.push((p("self_attn.o_proj.weight"), vec![h, q]));
+        if config.arch == Arch::Qwen3 {
+            specs.push((p("self_attn.q_norm.weight"), vec![hd]));
+            specs.push((p("self_attn.k_norm.weight"), vec![hd]));
+        }
+        specs.push((p("post_attention_layernorm.weight"), vec![h]));
+        specs.push((p("mlp.gate_proj.weight"), vec![i, h]));
+        specs.push((p("mlp.up_proj.weight"), vec![i, h]));
+        specs.push((p("mlp.down_proj.weight"), vec![h, i]));
+    }
+    specs.push(("model.norm.weight".to_string(), vec![h]));
+    if !config.tie_word_embeddings {
+        specs.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    specs
+}
+
+/// A rank-2 view of a Hugging Face shape (vectors become `[1, n]`).
+pub fn as_matrix_shape(shape: &[usize]) -> [usize; 2] {
+    match shape {
+        [n] => [1, *n],
+        [a, b] => [*a, *b],
+        _ => unreachable!("parameters are vectors or matrices"),
+    }
+}
+
+impl Model {
+    /// Builds a model by asking `get(name, shape)` for every parameter of `parameter_specs`.
+    pub fn build(config: ModelConfig, mut get: impl FnMut(&str, [usize; 2]) -> Result<Tensor<2>>) -> Result<Model> {
+        let mut specs = parameter_specs(&config).into_iter();
+        let mut next = |expect: &str| -> Result<Tensor<2>> {
+            let (name, shape) = specs.next().expect("parameter_specs and Model::build agree");
+            debug_assert!(name.ends_with(expect), "{name} vs {expect}");
+            get(&name, as_matrix_shape(&shape))
+        };
+        let embed_tokens = next("embed_tokens.weight")?;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for _ in 0..config.num_layers {
+            let input_norm = next("input_layernorm.weight")?;
+            let (qw, kw, vw) = (next("q_proj.weight")?, next("k_proj.weight")?, next("v_proj.weight")?);
+            let (qb, kb, vb) = if config.attention_bias {
+                (Some(next("q_proj.bias")?), Some(next("k_proj.bias")?), Some(next("v_proj.bias")?))
+            } else {
+                (None, None, None)
+            };
+            let o_proj = Linear { weight: next("o_proj.weight")?, bias: None };
+            let (q_norm, k_norm) = if config.arch == Arch::Qwen3 {
+                (Some(next("q_norm.weight")?), Some(next("k_norm.weight")?))
+            } else {
+                (None, None)
+            };
+            let post_attention_norm = next("post_attention_layernorm.weight")?;
+            layers.push(Layer {
+                input_norm,
+                q_proj: Linear { weight: qw, bias: qb },
+                k_proj: Linear { weight: kw, bias: kb },
+                v_proj: Linear { weight: vw, bias: vb },
+                o_proj,
+                q_norm,
+                k_norm,
+                post_attention_norm,
+                gate_proj: Linear { weight: next("gate_proj.weight")?, bias: None },
+                up_proj: Linear { weight: next("up_proj.weight")?, bias: None },
+                down_proj: Linear { weight: next("down_proj.weight")?, bias: None },
+            });
+        }
+        let final_norm = next("model.norm.weight")?;
+        let lm_head = if config.tie_word_embeddings { None } else { Some(next("lm_head.weight")?) };
+        let inv_freq = inverse_frequencies(&config);
+        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq })
+    }
+
+    /// Every parameter with its checkpoint name, in `parameter_specs` order.
+    pub fn parameters_mut(&mut self) -> Vec<(String, &mut Tensor<2>)> {
+        let mut out: Vec<&mut Tensor<2>> = vec![&mut self.embed_tokens];
+        for layer in &mut self.layers {
+            let Layer { input_norm, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, post_attention_norm, gate_proj, up_proj, down_proj } = layer;
+            out.push(input_norm);
+            out.extend([&mut q_proj.weight, &mut k_proj.weight, &mut v_proj.weight]);
+            out.extend([&mut q_proj.bias, &mut k_proj.bias, &mut v_proj.bias].into_iter().filter_map(Option::as_mut));
+            out.push(&mut o_proj.weight);
+            out.extend([q_norm, k_norm].into_iter().filter_map(Option::as_mut));
+            out.push(post_attention_norm);
+            out.extend([&mut gate_proj.weight, &mut up_proj.weight, &mut down_proj.weight]);
+        }
+        out.push(&mut self.final_norm);
+        out.extend(self.lm_head.as_mut());
+        let names = parameter_specs(&self.config).into_iter().map(|(n, _)| n);
+        names.zip(out).collect()
+    }
+
+    /// Every parameter with its checkpoint name (clones are cheap handles).
+    pub fn parameters(&self) -> Vec<(String, Tensor<2>)> {
+        let mut copy = self.clone();
+        copy.parameters_mut().into_iter().map(|(n, t)| (n, t.clone())).collect()
+    }
+
+    /// Applies `f` to every parameter (device moves, `require_grad`, optimizer updates).
+    pub fn map_parameters(mut self, mut f: impl FnMut(&str, Tensor<2>) -> Tensor<2>) -> Model {
+        for (name, slot) in self.parameters_mut() {
+            let t = slot.clone();
+            *slot = f(&name, t);
+        }
+        self
+    }
+
+    pub fn device(&self) -> Device {
+        self.embed_tokens.device()
+    }
+
+    /// Hidden states after the final norm, `[batch, seq, hidden]`.
+    ///
+    /// `tokens` and `positions` are row-major `[batch, seq]`; the mask says which key each query
+    /// may see (left padding, packed segments, or the KV cache's slots).
+    pub fn forward_hidden(
+        &self,
+        tokens: &[u32],
+        positions: &[i64],
+        batch: usize,
+        mask: &AttentionMask,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let seq = tokens.len() / batch;
+        let device = self.device();
+        let h = self.config.hidden_size;
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [batch * seq]), &device);
+        let mut x = self.embed_tokens.clone().select(0, ids).reshape([batch, seq, h]);
+        let rope = RopeTables::new(&self.inv_freq, positions, batch, seq, &device);
+        let mask = mask.to_tensor(&device);
+        for (index, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(layer, x, &rope, &mask, cache.as_deref_mut().map(|c| (c, index)));
+        }
+        if let Some(cache) = cache {
+            cache.advance(seq);
+        }
+        rms_norm(x, &self.final_norm, self.config.rms_norm_eps)
+    }
+
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: &Tensor<4>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor<3> {
+        let c = &self.config;
+        let [b, s, _] = x.dims();
+        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let hx = rms_norm(x.clone(), &layer.input_norm, c.rms_norm_eps);
+        let heads = |t: Tensor<3>, n: usize, norm: &Option<Tensor<2>>| -> Tensor<4> {
+            let t = t.reshape([b, s, n, hd]);
+            let t = match norm {
+                Some(w) => rms_norm(t, w, c.rms_norm_eps),
+                None => t,
+            };
+            rope.apply(t.swap_dims(1, 2))
+        };
+        let q = heads(layer.q_proj.forward(hx.clone()), nh, &layer.q_norm);
+        let k = heads(layer.k_proj.forward(hx.clone()), nkv, &layer.k_norm);
+        let v = layer.v_proj.forward(hx).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+        let (k, v) = match cache {
+            Some((cache, index)) => cache.write_and_read(index, k, v),
+            None => (k, v),
+        };
+        let attn = attention(q, k, v, mask, nh / nkv); // [b, nh, s, hd]
+        let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
+        let x = x + layer.o_proj.forward(attn);
+        let hx = rms_norm(x.clone(), &layer.post_attention_norm, c.rms_norm_eps);
+        let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone())) * layer.up_proj.forward(hx));
+        x + mlp
+    }
+
+    /// Logits `[batch, seq, vocab]` from hidden states.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, s, h] = hidden.dims();
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        hidden.reshape([b * s, h]).matmul(head.clone().transpose()).reshape([b, s, self.config.vocab_size])
+    }
+
+    /// The output projection of a flat `[n, hidden]` block, for chunked log-probabilities.
+    pub fn logits_2d(&self, hidden: Tensor<2>) -> Tensor<2> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        hidden.matmul(head.clone().transpose())
+    }
+}
+
+/// Scaled dot-product attention with grouped-query heads; `mask` is additive `[b, 1, s, t]`.
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups: usize) -> Tensor<4> {
+    let [b, nkv, t, hd] = k.dims();
+    let (k, v) = if groups > 1 {
+        let repeat = |x: Tensor<4>| x.unsqueeze_dim::<5>(2).expand([b, nkv, groups, t, hd]).reshape([b, nkv * groups, t, hd]);
+        (repeat(k), repeat(v))
+    } else {
+        (k, v)
+    };
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale + mask.clone();
+    softmax(scores, 3).matmul(v)
+}
+
+impl Model {
+    /// A freshly initialized model as transformers initializes one: weights ~ N(0, init_std),
+    /// norm weights 1, biases 0. Seeded through the device's generator.
+    pub fn init_random(config: ModelConfig, device: &Device, init_std: f64, seed: u64) -> Model {
+        device.seed(seed);
+        Model::build(config, |name, shape| {
+            Ok(if name.ends_with("norm.weight") {
+                Tensor::ones(shape, device)
+            } else if name.ends_with(".bias") {
+                Tensor::zeros(shape, device)
+            } else {
+                Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, init_std), device)
+            })
+        })
+        .expect("random initialization cannot fail")
+    }
+}
