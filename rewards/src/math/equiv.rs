@@ -165,7 +165,8 @@ fn parse_matrix(s: &str, depth: usize) -> Option<Answer> {
         return None;
     }
     let end_tag = format!("\\end{{{env}}}");
-    let mut body = &s[env_end + 1..s.rfind(&end_tag)?];
+    let after = &s[env_end + 1..];
+    let mut body = &after[..after.rfind(&end_tag)?];
     if env == "array" {
         // column spec {cc}
         body = body.trim_start().strip_prefix('{').and_then(|b| b.split_once('}')).map(|(_, rest)| rest)?;
