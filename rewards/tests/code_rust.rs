@@ -62,8 +62,10 @@ fn canonical_codegen_subset_scores_one() {
 #[test]
 #[ignore = "all 93 codegen tasks with tests: ~40 s of rustc on 2 cores"]
 fn every_canonical_codegen_solution_scores_one() {
-    let rows: Vec<Value> = codegen_tasks().into_iter().filter(has_tests).collect();
-    assert_eq!(rows.len(), 93);
+    // CodeGen/14a016b2fdd7's canonical `max_by_key` returns the last longest string while its
+    // test wants the first: a dataset bug, its wrong answer is the right verdict.
+    let rows: Vec<Value> = codegen_tasks().into_iter().filter(has_tests).filter(|r| r["task_id"] != "CodeGen/14a016b2fdd7").collect();
+    assert_eq!(rows.len(), 92);
     check_canonical(&rows);
 }
 

@@ -1,6 +1,7 @@
 //! Code execution as a reward: untrusted programs run in a sandbox (see `sandbox`), against
 //! Python (HumanEval, assert lists, stdin/stdout cases) and Rust (HumanEval-Rust) tests.
 
+pub mod bench;
 pub mod landlock;
 pub mod python;
 pub mod reward;
@@ -10,6 +11,7 @@ pub mod verdict;
 
 use rayon::prelude::*;
 
+pub use bench::{bench_code, CodeBench};
 pub use python::{Python, PythonRunner, StdioCase};
 pub use reward::{CodeReward, CodeRewardConfig, Lang};
 pub use rust::{RustLimits, RustRunner, RustToolchain};

@@ -174,8 +174,30 @@ fn stdio_failure(out: &RunOutput, expected: &str) -> Option<Failure> {
     }
 }
 
+/// The same harness run by a bare `python3` subprocess, no sandbox: the baseline of the
+/// sandbox-overhead benchmark. Never for untrusted code.
+pub fn bare_humaneval(python: &Python, program: &str, test: &str, entry_point: &str) -> Result<bool, CodeError> {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("r1kit-bare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| CodeError::Pool(e.to_string()))?;
+    let harness = dir.join("harness.py");
+    std::fs::write(&harness, HARNESS).map_err(|e| CodeError::Pool(e.to_string()))?;
+    let spec = serde_json::json!({"nonce": "bare", "form": "check", "program": program, "test": test, "entry_point": entry_point});
+    let mut child = Command::new(&python.executable)
+        .args(["-I", "-B"])
+        .arg(&harness)
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CodeError::Pool(e.to_string()))?;
+    child.stdin.take().expect("piped").write_all(spec.to_string().as_bytes()).map_err(|e| CodeError::Pool(e.to_string()))?;
+    let out = child.wait_with_output().map_err(|e| CodeError::Pool(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("bare DONE"))
+}
+
 /// A value the program cannot guess: harness result lines must start with it.
-fn fresh_nonce() -> String {
+pub(crate) fn fresh_nonce() -> String {
     let mut bytes = [0u8; 16];
     // SAFETY: getrandom fills the buffer we own.
     let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
