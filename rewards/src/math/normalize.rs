@@ -183,8 +183,11 @@ fn collapse_spaces(s: &str) -> String {
 /// after extraction, but "answer: 5" and "Answer 5" are not.
 fn strip_leading_words(s: &str) -> String {
     static RE: OnceLock<Regex> = OnceLock::new();
+    static MEMBER: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"(?i)^(?:final answer|answer)\s*[:=]?\s*").unwrap());
-    re.replace(s, "").into_owned()
+    // "x \in [1, 2]" answers "[1, 2]".
+    let member = MEMBER.get_or_init(|| Regex::new(r"^[A-Za-z](?:_\{?\w+\}?)?\s*\\in\b\s*").unwrap());
+    member.replace(&re.replace(s, ""), "").into_owned()
 }
 
 const UNIT_WORDS: &[&str] = &[
@@ -303,5 +306,7 @@ mod tests {
         assert_eq!(n("C)"), "C");
         assert_eq!(n("7."), "7");
         assert_eq!(n("Answer: 7"), "7");
+        assert_eq!(n(r"x \in [1, 2]"), "[1, 2]");
+        assert_eq!(n(r"x \infty"), r"x \infty");
     }
 }
