@@ -82,19 +82,20 @@ fn adversarial_programs_are_contained() {
         attack("fork bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", &[FailureKind::Timeout]),
         attack("infinite loop", "while True:\n    pass", &[FailureKind::CpuLimit, FailureKind::Timeout]),
         attack("memory bomb", "x = bytearray(8 << 30)\nreturn 1", &[FailureKind::MemoryLimit]),
-        attack("growing memory", "x = []\nwhile True:\n    x.append(bytearray(1 << 20))", &[FailureKind::MemoryLimit]),
+        attack("growing memory", "x = []\nwhile True:\n    x.append(bytearray(1 << 20))", &[FailureKind::MemoryLimit, FailureKind::Timeout]),
         attack("sleep forever", "import time\ntime.sleep(10**6)", &[FailureKind::Timeout]),
         attack(
             "double-forked daemon",
             "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(10**6)\n    os._exit(0)\nos.wait()\nreturn 1",
             &[],
         ),
-        // In its own PID namespace the program is pid 1 with no parent to see; kill(-1) reaches
-        // only its own namespace; SIGKILL to pid 1 from inside is ignored. Survives: honest pass.
+        // The program's parent is the namespace's root-owned init (pid 1): killing it is
+        // refused (EPERM), and nothing outside the PID namespace is visible. Honest 0.
         attack(
             "kill parent and group",
-            "import os\nif os.fork() == 0:\n    os.kill(1, 9)\n    os.killpg(os.getpgrp(), 9)\n    os._exit(0)\nos.wait()\nos.kill(os.getppid(), 9)\nreturn 1",
-            &[],
+            "import os\nif os.fork() == 0:\n    os.killpg(os.getpgrp(), 9)\nos.wait()\nos.kill(os.getppid(), 9)\nreturn 1",
+            // killpg from the child kills the program itself (its own group): Killed is honest too.
+            &[FailureKind::RuntimeError, FailureKind::Killed],
         ),
         attack("kill everything", "import os\nos.kill(-1, 9)\nreturn 1", &[FailureKind::RuntimeError, FailureKind::Killed]),
         attack("write outside", &format!("wrote = 0\n{writes}return 1 if wrote else 0"), &[FailureKind::WrongAnswer]),
