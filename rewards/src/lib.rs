@@ -1,6 +1,7 @@
 //! Rule-based rewards for R1-style RL: math verification, format and shaping rewards,
 //! countdown, external-command rewards, and the `r1kit reward` command. No ML dependency.
 
+pub mod bench;
 pub mod builtins;
 pub mod code;
 pub mod command;
