@@ -2,7 +2,7 @@
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{One, Zero};
+use num_traits::Zero;
 
 /// Parsing stops (answer treated as unparseable) past these bounds.
 pub const MAX_DEPTH: usize = 64;
@@ -541,11 +541,6 @@ pub fn parse_decimal(s: &str) -> Option<BigRational> {
     let numer: BigInt = if digits.is_empty() { BigInt::zero() } else { digits.parse().ok()? };
     let denom = num_traits::pow(BigInt::from(10), frac_part.len());
     Some(BigRational::new(numer, denom))
-}
-
-#[allow(dead_code)]
-fn one() -> BigRational {
-    BigRational::one()
 }
 
 #[cfg(test)]
