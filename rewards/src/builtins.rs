@@ -31,6 +31,7 @@ fn no_args(name: &str, args: &str) -> Result<(), RewardError> {
 }
 
 pub fn register_builtins(registry: &mut RewardRegistry) {
+    registry.register("code", "fraction of tests passed in the sandbox (code:lang=,scoring=fraction|binary,test=,prompt=,entry_point=)", crate::code::reward::build);
     registry.register("math", "1 if the final answer equals the gold (math:last-number|whole sets the fallback)", |args| {
         let fallback: Fallback = args.parse().map_err(|e: String| bad("math", args, e))?;
         Ok(Arc::new(MathReward::new(fallback)) as Arc<dyn Reward>)
