@@ -1,0 +1,109 @@
+//! Logit processing and token choice on the device, as small functions over `[rows, vocab]`
+//! tensors. The order is transformers': repetition penalty, temperature, top-k, top-p, min-p.
+//! Nothing here sorts (burn's sort runs on the host): top-k uses `topk`, top-p a bisection on the
+//! probability threshold, and the draw inverts the cumulative distribution at one uniform number per
+//! row that the host supplies, so only `[rows]` values cross to the host per step.
+
+use r1kit_model::burn::prelude::*;
+use r1kit_model::burn::tensor::activation::{log_softmax, softmax};
+
+use crate::params::SamplingParams;
+
+/// Logit given to filtered-out tokens.
+const REMOVED: f32 = f32::NEG_INFINITY;
+
+/// transformers' RepetitionPenaltyLogitsProcessor: for tokens seen so far (`seen` is 1.0 / 0.0),
+/// a positive logit is divided by `penalty`, a negative one multiplied.
+pub fn repetition_penalty(logits: Tensor<2>, seen: &Tensor<2>, penalty: f32) -> Tensor<2> {
+    let positive = logits.clone().greater_elem(0.0);
+    let factor = Tensor::ones_like(&logits).mask_fill(positive.clone(), 1.0 / penalty).mask_fill(positive.bool_not(), penalty);
+    let penalized = logits.clone() * factor;
+    logits.mask_where(seen.clone().greater_elem(0.5), penalized)
+}
+
+/// Keeps the k largest logits of each row (ties with the k-th are kept, as transformers does).
+pub fn top_k(logits: Tensor<2>, k: usize) -> Tensor<2> {
+    let [rows, vocab] = logits.dims();
+    if k == 0 || k >= vocab {
+        return logits;
+    }
+    let kth = logits.clone().topk(k, 1).slice([0..rows, k - 1..k]);
+    let below = logits.clone().lower(kth.expand([rows, vocab]));
+    logits.mask_fill(below, REMOVED)
+}
+
+/// Nucleus filtering: keeps token t iff the mass of tokens strictly more probable than t is below
+/// `top_p` (transformers' TopPLogitsWarper, without sorting). The threshold is the smallest
+/// probability tau with mass(p > tau) < top_p, found by bisection per row.
+pub fn top_p(logits: Tensor<2>, top_p: f32) -> Tensor<2> {
+    if top_p >= 1.0 {
+        return logits;
+    }
+    let [rows, vocab] = logits.dims();
+    let probs = softmax(logits.clone(), 1);
+    // Invariant: mass(p > lo) >= top_p and mass(p > hi) < top_p.
+    let mut lo = Tensor::<2>::zeros([rows, 1], &logits.device());
+    let mut hi = probs.clone().max_dim(1);
+    for _ in 0..BISECTION_STEPS {
+        let mid = (lo.clone() + hi.clone()) * 0.5;
+        let above = probs.clone().greater(mid.clone().expand([rows, vocab]));
+        let mass = probs.clone().mask_fill(above.bool_not(), 0.0).sum_dim(1);
+        let enough = mass.greater_equal_elem(top_p);
+        lo = lo.mask_where(enough.clone(), mid.clone());
+        hi = hi.mask_where(enough.bool_not(), mid);
+    }
+    // The first probability above `lo` is the threshold: keep p > lo.
+    let removed = probs.lower_equal(lo.expand([rows, vocab]));
+    logits.mask_fill(removed, REMOVED)
+}
+
+/// Halvings of the top-p threshold interval: 2^-30 of the largest probability, below f32's
+/// resolution of the probabilities themselves.
+const BISECTION_STEPS: usize = 30;
+
+/// Keeps tokens whose probability is at least `min_p` times the most likely token's.
+pub fn min_p(logits: Tensor<2>, min_p: f32) -> Tensor<2> {
+    if min_p <= 0.0 {
+        return logits;
+    }
+    let [rows, vocab] = logits.dims();
+    let probs = softmax(logits.clone(), 1);
+    let threshold = probs.clone().max_dim(1) * min_p;
+    logits.mask_fill(probs.lower(threshold.expand([rows, vocab])), REMOVED)
+}
+
+/// The sampling distribution's logits: all processing but the draw.
+pub fn processed_logits(logits: Tensor<2>, params: &SamplingParams, seen: Option<&Tensor<2>>) -> Tensor<2> {
+    let mut x = logits;
+    if let Some(seen) = seen.filter(|_| params.repetition_penalty != 1.0) {
+        x = repetition_penalty(x, seen, params.repetition_penalty);
+    }
+    if params.temperature > 0.0 {
+        x = x / params.temperature;
+        x = top_k(x, params.top_k);
+        x = top_p(x, params.top_p);
+        x = min_p(x, params.min_p);
+    }
+    x
+}
+
+/// Chooses one token per row: argmax when greedy, else the inverse CDF at `uniforms` (one number
+/// in (0, 1) per row). Returns the ids `[rows, 1]` and their log-probabilities under the sampling
+/// distribution `[rows, 1]`.
+pub fn choose(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32]) -> (Tensor<2, Int>, Tensor<2>) {
+    let [rows, vocab] = processed.dims();
+    let logp = log_softmax(processed, 1);
+    let ids = if params.temperature == 0.0 {
+        logp.clone().argmax(1)
+    } else {
+        let device = logp.device();
+        let cdf = logp.clone().exp().cumsum(1);
+        let total = cdf.clone().slice([0..rows, vocab - 1..vocab]);
+        let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [rows, 1]), &device) * total;
+        // index = number of tokens whose cumulative mass lies strictly below u
+        let below = cdf.lower(u.expand([rows, vocab])).int().sum_dim(1);
+        below.clamp_max((vocab - 1) as i64)
+    };
+    let chosen = logp.gather(1, ids.clone());
+    (ids, chosen)
+}

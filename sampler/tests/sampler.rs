@@ -1,0 +1,251 @@
+//! The sampler against transformers' greedy decoding, against the full forward's log-probabilities,
+//! against exact sampling distributions (chi-square), and for stops, seeds and compaction.
+
+use std::path::PathBuf;
+
+use r1kit_model::burn::prelude::*;
+use r1kit_model::burn::tensor::activation::log_softmax;
+use r1kit_model::tokenizer::Tokenizer;
+use r1kit_model::{load_model_dir, AttentionMask, Model};
+use r1kit_sampler::filters::{choose, processed_logits};
+use r1kit_sampler::rng::StreamRng;
+use r1kit_sampler::{sample, FinishReason, SamplingParams};
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> (Model, Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/parity").join(name);
+    let model = load_model_dir(&dir, &Device::flex()).unwrap();
+    let reference = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    (model, reference)
+}
+
+/// A tokenizer for the fixtures' 384-token vocabulary: token i is a short distinct string, and
+/// decoding concatenates them (so strings can span token boundaries).
+fn fixture_tokenizer() -> Tokenizer {
+    let letters = "abcdefghijklmnopqrstuvwxyz";
+    let mut vocab = serde_json::Map::new();
+    for i in 0..384usize {
+        let a = letters.as_bytes()[i % 26] as char;
+        let b = letters.as_bytes()[(i / 26) % 26] as char;
+        vocab.insert(if i < 26 { a.to_string() } else { format!("{a}{b}") }, json!(i));
+    }
+    let tok = json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": {"type": "Fuse"},
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "a"}});
+    Tokenizer::from_json_strings(&tok.to_string(), None, None, "fixture tokenizer").unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn greedy_batch_matches_transformers() {
+    let tok = fixture_tokenizer();
+    for name in ["qwen2-tiny", "qwen3-tiny", "llama-tiny"] {
+        let (model, reference) = fixture(name);
+        let greedy = reference["greedy"].as_array().unwrap();
+        let prompts: Vec<Vec<u32>> = greedy.iter().map(|g| ids(&g["prompt"])).collect();
+        assert_ne!(prompts[0].len(), prompts[1].len(), "prompts of different lengths");
+        let out = sample(&model, &tok, &prompts, 1, &SamplingParams::greedy(20)).unwrap();
+        let mut compared = 0;
+        for (g, c) in greedy.iter().zip(&out) {
+            let theirs = ids(&g["tokens"]);
+            let gaps: Vec<f64> = g["top1_top2_gap"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            for i in 0..theirs.len() {
+                if gaps[i] <= 1e-3 {
+                    break;
+                }
+                assert_eq!(c.tokens[i], theirs[i], "{name} step {i}");
+                compared += 1;
+            }
+        }
+        assert!(compared >= 20, "{name}: compared {compared} steps");
+    }
+}
+
+#[test]
+fn sampled_logprobs_equal_full_forward() {
+    let tok = fixture_tokenizer();
+    let (model, reference) = fixture("qwen3-tiny");
+    let prompts: Vec<Vec<u32>> = reference["greedy"].as_array().unwrap().iter().map(|g| ids(&g["prompt"])).collect();
+    let params = SamplingParams { temperature: 0.7, max_new_tokens: 12, seed: 3, ..Default::default() };
+    let out = sample(&model, &tok, &prompts, 3, &params).unwrap();
+    let v = model.config.vocab_size;
+    let mut max_diff = 0f32;
+    for c in &out {
+        let prompt = &prompts[c.prompt_index];
+        let seq: Vec<u32> = prompt.iter().chain(&c.tokens).copied().collect();
+        let n = seq.len();
+        let hidden = model.forward_hidden(&seq, &(0..n as i64).collect::<Vec<_>>(), 1, &AttentionMask::causal_segments(&vec![1; n], 1), None);
+        let logp = log_softmax(model.logits(hidden) / 0.7, 2).into_data().try_into_vec_as::<f32>().unwrap();
+        for (i, (&t, &lp)) in c.tokens.iter().zip(&c.logprobs).enumerate() {
+            let at = prompt.len() - 1 + i;
+            max_diff = max_diff.max((logp[at * v + t as usize] - lp).abs());
+        }
+    }
+    assert!(max_diff <= 1e-4, "sampler vs full forward logprob gap {max_diff:e}");
+}
+
+/// Expected sampling distribution computed independently in f64 (transformers' processors, with
+/// a sort for top-p).
+fn expected(logits: &[f64], params: &SamplingParams, seen: &[bool]) -> Vec<f64> {
+    let mut x: Vec<f64> = logits
+        .iter()
+        .zip(seen)
+        .map(|(&l, &s)| {
+            let p = params.repetition_penalty as f64;
+            if s { if l > 0.0 { l / p } else { l * p } } else { l }
+        })
+        .collect();
+    let t = params.temperature as f64;
+    x.iter_mut().for_each(|l| *l /= t);
+    let softmax = |x: &[f64]| {
+        let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = x.iter().map(|l| (l - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / s).collect::<Vec<_>>()
+    };
+    if params.top_k > 0 {
+        let mut sorted = x.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let kth = sorted[params.top_k - 1];
+        x.iter_mut().for_each(|l| if *l < kth { *l = f64::NEG_INFINITY });
+    }
+    if params.top_p < 1.0 {
+        let p = softmax(&x);
+        let keep: Vec<bool> = p.iter().map(|&pi| p.iter().filter(|&&q| q > pi).sum::<f64>() < params.top_p as f64).collect();
+        x.iter_mut().zip(keep).for_each(|(l, k)| if !k { *l = f64::NEG_INFINITY });
+    }
+    if params.min_p > 0.0 {
+        let p = softmax(&x);
+        let max = p.iter().cloned().fold(0.0, f64::max);
+        x.iter_mut().zip(&p).for_each(|(l, &pi)| if pi < max * params.min_p as f64 { *l = f64::NEG_INFINITY });
+    }
+    softmax(&x)
+}
+
+/// Upper critical value of chi-square with `df` degrees of freedom at level 1e-3
+/// (Wilson-Hilferty, z = 3.0902).
+fn chi2_critical(df: usize) -> f64 {
+    let k = df as f64;
+    let z = 3.0902;
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+#[test]
+fn sampling_distributions_pass_chi_square() {
+    let device = Device::flex();
+    let logits: Vec<f64> = vec![2.0, 1.5, 1.0, 0.9, 0.2, -0.5, -1.0, -3.0];
+    let seen = vec![true, false, true, false, false, true, false, false];
+    let base = SamplingParams { temperature: 1.0, ..Default::default() };
+    let cases = [
+        ("temperature 0.6", SamplingParams { temperature: 0.6, ..base.clone() }),
+        ("temperature 1.7", SamplingParams { temperature: 1.7, ..base.clone() }),
+        ("top-k 3", SamplingParams { top_k: 3, ..base.clone() }),
+        ("top-p 0.8", SamplingParams { top_p: 0.8, ..base.clone() }),
+        ("top-p 0.5 at T 0.8", SamplingParams { top_p: 0.5, temperature: 0.8, ..base.clone() }),
+        ("min-p 0.2", SamplingParams { min_p: 0.2, ..base.clone() }),
+        ("repetition penalty 1.5", SamplingParams { repetition_penalty: 1.5, ..base.clone() }),
+    ];
+    let draws = 20_000;
+    let v = logits.len();
+    for (label, params) in cases {
+        let row: Vec<f32> = logits.iter().map(|&l| l as f32).collect();
+        let batch: Vec<f32> = row.iter().cycle().take(draws * v).copied().collect();
+        let x = Tensor::<2>::from_data(TensorData::new(batch, [draws, v]), &device);
+        let seen_t = Tensor::<2>::from_data(
+            TensorData::new(seen.iter().map(|&s| if s { 1f32 } else { 0.0 }).cycle().take(draws * v).collect::<Vec<_>>(), [draws, v]),
+            &device,
+        );
+        let mut rng = StreamRng::new(11, 0, 0);
+        let uniforms: Vec<f32> = (0..draws).map(|_| rng.uniform_open()).collect();
+        let (ids, logp) = choose(processed_logits(x, &params, Some(&seen_t)), &params, &uniforms);
+        let ids = ids.into_data().try_into_vec_as::<i64>().unwrap();
+        let logp = logp.into_data().try_into_vec_as::<f32>().unwrap();
+        let seen_flags = if params.repetition_penalty != 1.0 { seen.clone() } else { vec![false; v] };
+        let p = expected(&logits, &params, &seen_flags);
+        let mut counts = vec![0usize; v];
+        for (&i, &lp) in ids.iter().zip(&logp) {
+            counts[i as usize] += 1;
+            assert!((lp as f64 - p[i as usize].ln()).abs() < 1e-4, "{label}: logprob of {i}");
+        }
+        let mut chi2 = 0.0;
+        let mut df = 0;
+        for k in 0..v {
+            if p[k] == 0.0 {
+                assert_eq!(counts[k], 0, "{label}: filtered token {k} drawn");
+                continue;
+            }
+            let e = p[k] * draws as f64;
+            chi2 += (counts[k] as f64 - e).powi(2) / e;
+            df += 1;
+        }
+        let critical = chi2_critical(df - 1);
+        assert!(chi2 < critical, "{label}: chi2 {chi2:.2} >= {critical:.2} (df {})", df - 1);
+        eprintln!("{label}: chi2 {chi2:.2} < {critical:.2} (df {}, level 1e-3)", df - 1);
+    }
+}
+
+#[test]
+fn stop_strings_across_token_boundaries_and_finish_reasons() {
+    let tok = fixture_tokenizer();
+    let (model, reference) = fixture("qwen2-tiny");
+    let prompt = ids(&reference["greedy"][0]["prompt"]);
+    let free = sample(&model, &tok, &[prompt.clone()], 1, &SamplingParams::greedy(12)).unwrap().remove(0);
+    assert_eq!(free.finish_reason, FinishReason::Length);
+    assert_eq!(free.tokens.len(), 12);
+    // A stop string made of the last character of token 4 and the first of token 5.
+    let piece = |t: u32| tok.decode(&[t], false).unwrap();
+    let (a, b) = (piece(free.tokens[4]), piece(free.tokens[5]));
+    let stop = format!("{}{}", a.chars().last().unwrap(), b.chars().next().unwrap());
+    let before_stop = tok.decode(&free.tokens, false).unwrap();
+    let cut = before_stop.find(&stop).unwrap();
+    let params = SamplingParams { stop_strings: vec![stop.clone()], ..SamplingParams::greedy(12) };
+    let stopped = sample(&model, &tok, &[prompt.clone()], 1, &params).unwrap().remove(0);
+    assert_eq!(stopped.finish_reason, FinishReason::Stop);
+    assert!(stopped.tokens.len() <= 6 && stopped.tokens[..] == free.tokens[..stopped.tokens.len()]);
+    assert_eq!(stopped.text, before_stop[..cut], "text cut before '{stop}'");
+    assert!(!stopped.text.contains(&stop));
+    // A stop token ends the completion and is kept as its last token.
+    let params = SamplingParams { stop_token_ids: vec![free.tokens[3]], ..SamplingParams::greedy(12) };
+    let stopped = sample(&model, &tok, &[prompt], 1, &params).unwrap().remove(0);
+    let first = free.tokens.iter().position(|&t| t == free.tokens[3]).unwrap();
+    assert_eq!(stopped.finish_reason, FinishReason::Stop);
+    assert_eq!(stopped.tokens, free.tokens[..=first]);
+}
+
+#[test]
+fn seeded_and_unaffected_by_compaction() {
+    let tok = fixture_tokenizer();
+    let (model, reference) = fixture("llama-tiny");
+    let prompts: Vec<Vec<u32>> = reference["greedy"].as_array().unwrap().iter().map(|g| ids(&g["prompt"])).collect();
+    let params = SamplingParams { temperature: 1.0, top_p: 0.95, max_new_tokens: 16, seed: 42, ..Default::default() };
+    let a = sample(&model, &tok, &prompts, 4, &params).unwrap();
+    let b = sample(&model, &tok, &prompts, 4, &params).unwrap();
+    assert_eq!(a.iter().map(|c| &c.tokens).collect::<Vec<_>>(), b.iter().map(|c| &c.tokens).collect::<Vec<_>>());
+    let other = sample(&model, &tok, &prompts, 4, &SamplingParams { seed: 43, ..params.clone() }).unwrap();
+    assert_ne!(a.iter().map(|c| &c.tokens).collect::<Vec<_>>(), other.iter().map(|c| &c.tokens).collect::<Vec<_>>());
+    // With stop tokens, rows finish at different steps and the batch is compacted; every
+    // completion must equal the unstopped one cut at its first stop token.
+    let stops: Vec<u32> = a.iter().filter_map(|c| c.tokens.get(5).copied()).take(3).collect();
+    let stopped = sample(&model, &tok, &prompts, 4, &SamplingParams { stop_token_ids: stops.clone(), ..params.clone() }).unwrap();
+    let mut finished_early = 0;
+    for (full, s) in a.iter().zip(&stopped) {
+        match full.tokens.iter().position(|t| stops.contains(t)) {
+            Some(i) => {
+                assert_eq!(s.tokens, full.tokens[..=i]);
+                assert_eq!(s.finish_reason, FinishReason::Stop);
+                finished_early += (i + 1 < full.tokens.len()) as usize;
+            }
+            None => {
+                assert_eq!(s.tokens, full.tokens);
+                assert_eq!(s.finish_reason, FinishReason::Length);
+            }
+        }
+        // Same tokens; log-probabilities agree to float rounding (the batch shapes differ).
+        assert!((s.logprobs.iter().zip(&full.logprobs)).all(|(x, y)| (x - y).abs() < 1e-4));
+    }
+    assert!(finished_early >= 3, "compaction exercised ({finished_early} rows stopped early)");
+}
