@@ -1,0 +1,10 @@
+//! The machinery every trainer shares, written and tested once: AdamW with f32 master weights and
+//! parameter freezing, LR schedules, global-norm clipping, gradient accumulation under a token
+//! budget, checkpoints and resume, metrics, evaluation (pass@k, maj@k), model initialization, and
+//! supervised fine-tuning (prompt-masked loss, packing).
+
+pub mod clip;
+pub mod grads;
+pub mod optim;
+pub mod params;
+pub mod schedule;
