@@ -176,6 +176,11 @@ SYNTHETIC_TEMPLATES = {
         "{%- for message in messages %}{{ message['role'] }}: {{ message['content'] | trim }}{{ eos_token }}\n{%- endfor %}"
         "{%- if add_generation_prompt %}assistant:{%- endif %}"
     ),
+    # transformers' `{% generation %}` tag (assistant-token masks) renders its body unchanged.
+    "generation_blocks": (
+        "{% for m in messages %}\n    {% if m.role == 'assistant' %}\n    {%- generation -%}\n  {{ m.content }}\n    {%- endgeneration %}\n"
+        "    {% else %}\n{{ m.role }}: {{ m.content }}\n    {% endif %}\n{% endfor %}"
+    ),
     "raise_exception": (
         "{%- if messages[0]['role'] != 'system' %}{{ raise_exception('Conversations must start with a system message') }}{%- endif %}ok"
     ),
@@ -189,6 +194,7 @@ SYNTHETIC_RUNS = [
     ("whitespace_control", "multi_turn", {}),
     ("dated_system_with_tools", "multi_turn", {"date_string": DATE_STRING, "tools": TOOLS}),
     ("dated_system_with_tools", "single_user", {"date_string": DATE_STRING}),
+    ("generation_blocks", "multi_turn", {}),
     ("raise_exception", "single_user", {}),
     ("raise_exception", "system_user", {}),
 ]

@@ -32,7 +32,7 @@ impl ChatTemplate {
     fn environment(&self) -> Result<&Environment<'static>> {
         let compiled = self.compiled.get_or_init(|| {
             let mut env = new_environment();
-            env.add_template_owned(TEMPLATE_NAME, self.source.clone()).map_err(|e| describe(&e))?;
+            env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(&self.source)).map_err(|e| describe(&e))?;
             Ok(env)
         });
         compiled
@@ -65,6 +65,52 @@ impl ChatTemplate {
         let render_error = |e: Error| TokenizerError::TemplateRender { path: self.path.clone(), message: describe(&e) };
         let template = env.get_template(TEMPLATE_NAME).map_err(render_error)?;
         template.render(context).map_err(render_error)
+    }
+}
+
+/// transformers' Jinja environment knows `{% generation %}...{% endgeneration %}`, which marks
+/// assistant text (for assistant-token masks) and renders its body unchanged. minijinja does not,
+/// so each tag becomes `{% if true %}` / `{% endif %}`, keeping its `-`/`+` whitespace markers
+/// and so rendering the same text.
+pub(crate) fn rewrite_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        let Some(end) = tag.find("%}") else {
+            out.push_str(tag);
+            return out;
+        };
+        let inner = &tag[2..end];
+        let (open_marker, body) = split_marker_prefix(inner);
+        let (body, close_marker) = split_marker_suffix(body);
+        let replacement = match body.trim() {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(keyword) => out.push_str(&format!("{{%{open_marker} {keyword} {close_marker}%}}")),
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn split_marker_prefix(inner: &str) -> (&str, &str) {
+    match inner.chars().next() {
+        Some('-' | '+') => inner.split_at(1),
+        _ => ("", inner),
+    }
+}
+
+fn split_marker_suffix(inner: &str) -> (&str, &str) {
+    match inner.chars().last() {
+        Some('-' | '+') => inner.split_at(inner.len() - 1),
+        _ => (inner, ""),
     }
 }
 
@@ -197,4 +243,18 @@ fn describe(error: &Error) -> String {
         source = cause.source();
     }
     super::one_line(&message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_generation_tags;
+
+    #[test]
+    fn generation_tags_become_no_op_blocks() {
+        assert_eq!(
+            rewrite_generation_tags("a{%- generation -%}b{{ x }}{% endgeneration %}c{% if y %}{% endif %}"),
+            "a{%- if true -%}b{{ x }}{% endif %}c{% if y %}{% endif %}"
+        );
+        assert_eq!(rewrite_generation_tags("{{ '{%' }} unclosed {% gen"), "{{ '{%' }} unclosed {% gen");
+    }
 }
