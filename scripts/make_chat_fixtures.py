@@ -9,6 +9,7 @@ exactly.
 Needs only `pip install transformers jinja2` (no torch). Usage, from the repository root:
     python3 scripts/make_chat_fixtures.py
 """
+import argparse
 import json
 import pathlib
 import sys
@@ -221,12 +222,17 @@ def synthetic_cases(tok):
 
 
 def main():
-    OUT.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in ASSETS.iterdir() if (p / "tokenizer.json").exists()) if ASSETS.exists() else []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=pathlib.Path, default=ASSETS, help="folder of tokenizer folders")
+    parser.add_argument("--out", type=pathlib.Path, default=OUT, help="where the fixtures go")
+    args = parser.parse_args()
+    assets, out = args.assets.resolve(), args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in assets.iterdir() if (p / "tokenizer.json").exists()) if assets.exists() else []
     if not names:
-        sys.exit(f"no tokenizers under {ASSETS}: run scripts/fetch-assets.sh")
+        sys.exit(f"no tokenizers under {assets}: run scripts/fetch-assets.sh")
     for name in names:
-        tok = AutoTokenizer.from_pretrained(str(ASSETS / name))
+        tok = AutoTokenizer.from_pretrained(str(assets / name))
         fixture = {
             "tokenizer": name,
             "made_by": "scripts/make_chat_fixtures.py",
@@ -237,9 +243,9 @@ def main():
             "cases": cases_for(tok),
             "encodings": encodings_for(tok),
         }
-        path = OUT / f"{name}.json"
+        path = out / f"{name}.json"
         path.write_text(json.dumps(fixture, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        print(f"{path.relative_to(ROOT)}: {len(fixture['cases'])} conversations, {len(fixture['encodings'])} encodings")
+        print(f"{path}: {len(fixture['cases'])} conversations, {len(fixture['encodings'])} encodings")
         if name == "smollm2":
             synthetic = {
                 "tokenizer": name,
@@ -248,9 +254,9 @@ def main():
                 "jinja2_version": jinja2.__version__,
                 "cases": synthetic_cases(tok),
             }
-            path = OUT / "templates.json"
+            path = out / "templates.json"
             path.write_text(json.dumps(synthetic, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-            print(f"{path.relative_to(ROOT)}: {len(synthetic['cases'])} template renders")
+            print(f"{path}: {len(synthetic['cases'])} template renders")
 
 
 if __name__ == "__main__":
