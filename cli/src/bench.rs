@@ -11,6 +11,56 @@ use r1kit_model::{AttentionMask, Model, ModelConfig};
 pub enum BenchCommand {
     /// Prefill throughput of the full forward pass (logits of every position).
     Forward(ForwardArgs),
+    /// Rollout throughput: prompts x G completions on the KV cache.
+    Rollout(RolloutArgs),
+    /// Math reward throughput and latency on GSM8K and MATH-style answers.
+    Rewards(RewardsArgs),
+    /// Sandboxed code execution on HumanEval canonical solutions, against bare python3.
+    Code(CodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RolloutArgs {
+    /// A Hugging Face model directory or GGUF file.
+    #[arg(long, conflicts_with = "shape", required_unless_present = "shape")]
+    pub model: Option<PathBuf>,
+    /// A named shape with random weights.
+    #[arg(long)]
+    pub shape: Option<String>,
+    #[arg(long, default_value_t = 16)]
+    pub prompts: usize,
+    #[arg(long, default_value_t = 4)]
+    pub group: usize,
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RewardsArgs {
+    /// Passes over the answer sets.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CodeArgs {
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Passes over the tasks.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// HumanEval tasks used (the first N).
+    #[arg(long, default_value_t = 40)]
+    pub tasks: usize,
+    /// Sequential runs timed sandboxed and bare, for the per-run overhead.
+    #[arg(long, default_value_t = 20)]
+    pub samples: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +86,14 @@ pub struct ForwardArgs {
 pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => bench_forward(a),
+        BenchCommand::Rollout(a) => bench_rollout(a),
+        BenchCommand::Rewards(a) => {
+            let dir = r1kit_datasets::find_assets_dir()?;
+            let report = r1kit_rewards::bench::bench_rewards(&dir, a.rounds).map_err(anyhow::Error::msg)?;
+            println!("{report}");
+            Ok(())
+        }
+        BenchCommand::Code(a) => bench_code(a),
     }
 }
 
@@ -88,6 +146,77 @@ fn bench_forward(a: &ForwardArgs) -> Result<()> {
         times.len(),
         flops / median / 1e9,
         warmup
+    );
+    Ok(())
+}
+
+fn bench_rollout(a: &RolloutArgs) -> Result<()> {
+    use r1kit_sampler::{sample_with, SamplingParams};
+    let device = r1kit_model::device::parse_device(&a.device)?;
+    let (model, tokenizer) = match (&a.model, &a.shape) {
+        (Some(path), _) => {
+            let (m, t) = r1kit_model::load_pretrained(path, None, &device)?;
+            (m, Some(t))
+        }
+        _ => (load_or_init(&None, &a.shape, &device)?, None),
+    };
+    let vocab = model.config.vocab_size as u32;
+    // Prompts of the requested length from a fixed pattern of ids (no EOS, no stop: every
+    // completion runs its full length, so the figure is per generated token).
+    let prompts: Vec<Vec<u32>> =
+        (0..a.prompts).map(|p| (0..a.prompt_tokens).map(|i| ((p * 7919 + i * 104729) as u32 + 11) % vocab).collect()).collect();
+    let params = SamplingParams { temperature: a.temperature, max_new_tokens: a.max_new_tokens, seed: 1, ..Default::default() };
+    let t = Instant::now();
+    let out = sample_with(&model, tokenizer.as_ref(), &prompts, a.group, &params)?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let generated: usize = out.iter().map(|c| c.tokens.len()).sum();
+    let steps = out.iter().map(|c| c.tokens.len()).max().unwrap_or(0);
+    println!(
+        "bench rollout: {} on {}: {} prompts x G={} ({} rows), {} prompt + {} new tokens, T={}: {:.1} generated tokens/s, {:.1} ms per decode step ({} steps, prefill included), {:.2} s total",
+        a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()).unwrap_or_default(),
+        a.device,
+        a.prompts,
+        a.group,
+        a.prompts * a.group,
+        a.prompt_tokens,
+        a.max_new_tokens,
+        a.temperature,
+        generated as f64 / elapsed,
+        elapsed / steps.max(1) as f64 * 1e3,
+        steps,
+        elapsed
+    );
+    Ok(())
+}
+
+fn bench_code(a: &CodeArgs) -> Result<()> {
+    use r1kit_datasets::{Gold, Record};
+    let records = r1kit_datasets::load_records("humaneval")?;
+    let tasks: Vec<(String, String, String)> = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Rl(p) => match (p.gold, p.solution) {
+                (Gold::Code { tests, entry_point, .. }, Some(solution)) => Some((format!("{}{}", p.prompt, solution), tests, entry_point)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .take(a.tasks)
+        .collect();
+    if tasks.is_empty() {
+        bail!("no HumanEval tasks with canonical solutions found (run scripts/fetch-assets.sh)");
+    }
+    let b = r1kit_rewards::code::bench_code(&tasks, a.threads, a.rounds, a.samples)?;
+    println!(
+        "bench code: {} HumanEval executions on {} threads: {:.1} executions/s, {} all-passed; per run sandboxed {:.1} ms vs bare python3 {:.1} ms (overhead {:.1} ms, {:.2}x)",
+        b.executions,
+        b.threads,
+        b.executions_per_sec,
+        b.all_passed,
+        b.sandboxed_run.as_secs_f64() * 1e3,
+        b.bare_run.as_secs_f64() * 1e3,
+        (b.sandboxed_run.as_secs_f64() - b.bare_run.as_secs_f64()) * 1e3,
+        b.sandboxed_run.as_secs_f64() / b.bare_run.as_secs_f64()
     );
     Ok(())
 }

@@ -1,17 +1,18 @@
-//! `r1kit generate`: load a model and tokenizer, encode a prompt or a chat turn, decode greedily.
+//! `r1kit generate`: load a model and tokenizer, encode a prompt or a chat turn, sample.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use r1kit_model::generate::generate_greedy;
-use r1kit_model::tokenizer::{ChatMessage, Tokenizer};
+use anyhow::{bail, Result};
+use r1kit_model::pretrained::{load_pretrained, stop_token_ids};
+use r1kit_model::tokenizer::ChatMessage;
+use r1kit_sampler::{sample, SamplingParams};
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
-    /// A Hugging Face model directory (config.json + safetensors).
+    /// A Hugging Face model directory (config.json + safetensors) or a GGUF file.
     #[arg(long)]
     pub model: PathBuf,
-    /// tokenizer.json, or a directory holding it (default: the model directory).
+    /// tokenizer.json, or a directory holding it (default: the model's own).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Raw prompt text (no chat template).
@@ -23,41 +24,62 @@ pub struct GenerateArgs {
     /// An optional system message for --chat.
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
-    #[arg(long, default_value_t = 128)]
-    pub max_new_tokens: usize,
-    /// Sampling temperature; only 0 (greedy) is implemented here.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
+    /// Completions to sample for the prompt.
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    #[command(flatten)]
+    pub sampling: SamplingFlags,
     /// cpu or cuda
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Print one JSON object: {"text", "tokens", "logprobs", "finish_reason"}.
+    /// Print one JSON object per completion: {"text", "tokens", "logprobs", "finish_reason"}.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn load_tokenizer(model_dir: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer> {
-    let tok = match tokenizer {
-        None => Tokenizer::from_dir(model_dir)?,
-        Some(p) if p.is_dir() => Tokenizer::from_dir(p)?,
-        Some(p) => {
-            let dir = p.parent().unwrap_or(Path::new("."));
-            let config = dir.join("tokenizer_config.json");
-            let gen = model_dir.join("generation_config.json");
-            Tokenizer::from_files(p, config.exists().then_some(config.as_path()), gen.exists().then_some(gen.as_path()))?
+/// The sampler's controls as command-line flags (shared by every command that samples).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingFlags {
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// 0 is off.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// A string that ends a completion (repeatable).
+    #[arg(long = "stop")]
+    pub stop_strings: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SamplingFlags {
+    pub fn params(&self, stop_token_ids: Vec<u32>) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            max_new_tokens: self.max_new_tokens,
+            stop_token_ids,
+            stop_strings: self.stop_strings.clone(),
+            seed: self.seed,
         }
-    };
-    Ok(tok)
+    }
 }
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    if args.temperature != 0.0 {
-        bail!("--temperature {}: only greedy decoding (--temperature 0) is available in this build", args.temperature);
-    }
     let device = r1kit_model::device::parse_device(&args.device)?;
-    let tokenizer = load_tokenizer(&args.model, args.tokenizer.as_deref())?;
-    let model = r1kit_model::load_model_dir(&args.model, &device)?;
-    tokenizer.check_vocab_fits(model.config.vocab_size)?;
+    let (model, tokenizer) = load_pretrained(&args.model, args.tokenizer.as_deref(), &device)?;
     let prompt_ids = match (&args.prompt, &args.chat) {
         (Some(p), _) => tokenizer.encode(p, true)?,
         (None, Some(c)) => {
@@ -66,29 +88,26 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
                 messages.push(ChatMessage::new("system", s));
             }
             messages.push(ChatMessage::new("user", c));
-            tokenizer.encode_chat(&messages, true)?
+            tokenizer.encode_chat(&messages, true, None)?
         }
         (None, None) => unreachable!("clap requires --prompt or --chat"),
     };
     if prompt_ids.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
-    let mut stop = tokenizer.stop_token_ids();
-    stop.extend(model.config.eos_token_ids.iter().copied());
-    let generation = generate_greedy(&model, &[prompt_ids], args.max_new_tokens, &stop)
-        .context("generation failed")?
-        .remove(0);
-    let text = tokenizer.decode(&generation.tokens, true)?;
-    if args.json {
-        let obj = serde_json::json!({
-            "text": text,
-            "tokens": generation.tokens,
-            "logprobs": generation.logprobs,
-            "finish_reason": generation.finish_reason,
-        });
-        println!("{obj}");
-    } else {
-        println!("{text}");
+    let params = args.sampling.params(stop_token_ids(&model, &tokenizer));
+    for c in sample(&model, &tokenizer, &[prompt_ids], args.n.max(1), &params)? {
+        if args.json {
+            let obj = serde_json::json!({
+                "text": c.text,
+                "tokens": c.tokens,
+                "logprobs": c.logprobs,
+                "finish_reason": c.finish_reason,
+            });
+            println!("{obj}");
+        } else {
+            println!("{}", c.text);
+        }
     }
     Ok(())
 }

@@ -14,8 +14,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate text from a model (greedy).
+    /// Generate text from a model (greedy or sampled).
     Generate(generate::GenerateArgs),
+    /// Score completions in a JSONL file with rule-based rewards.
+    Reward(r1kit_rewards::RewardArgs),
+    /// Inspect datasets and generate tasks.
+    Data(r1kit_datasets::DataArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -25,6 +29,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(&args),
+        Command::Reward(args) => r1kit_rewards::run_reward(&args),
+        Command::Data(args) => r1kit_datasets::run_data(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
     if let Err(e) = result {

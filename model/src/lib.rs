@@ -10,6 +10,7 @@ pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod logprobs;
+pub mod pretrained;
 pub mod rope;
 pub mod tokenizer;
 pub mod transformer;
@@ -19,6 +20,7 @@ pub use checkpoint::{load_model_dir, save_model_dir, SaveDtype};
 pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
+pub use pretrained::load_pretrained;
 pub use transformer::Model;
 
 pub use burn;

@@ -46,7 +46,22 @@ pub fn sample(
     group: usize,
     params: &SamplingParams,
 ) -> Result<Vec<Completion>, SamplerError> {
+    sample_with(model, Some(tokenizer), prompts, group, params)
+}
+
+/// [`sample`] where the tokenizer is optional: without one, completions carry no text and stop
+/// strings cannot be used (benchmarks on random weights of a named shape).
+pub fn sample_with(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompts: &[Vec<u32>],
+    group: usize,
+    params: &SamplingParams,
+) -> Result<Vec<Completion>, SamplerError> {
     params.validate().map_err(SamplerError::Params)?;
+    if tokenizer.is_none() && !params.stop_strings.is_empty() {
+        return Err(SamplerError::Params("stop strings need a tokenizer".into()));
+    }
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         return Err(SamplerError::EmptyPrompt(i));
     }
@@ -121,9 +136,11 @@ pub fn sample(
         let hidden = model.forward_hidden(&next, &positions, rows.len(), &mask, Some(&mut cache));
         logits = model.logits_2d(hidden.reshape([rows.len(), hidden_size]));
     }
-    for completion in &mut out {
-        let text = tokenizer.decode(&completion.tokens, true).map_err(|e| SamplerError::Decode(e.to_string()))?;
-        completion.text = cut_at_stop_strings(&text, &params.stop_strings).to_string();
+    if let Some(tokenizer) = tokenizer {
+        for completion in &mut out {
+            let text = tokenizer.decode(&completion.tokens, true).map_err(|e| SamplerError::Decode(e.to_string()))?;
+            completion.text = cut_at_stop_strings(&text, &params.stop_strings).to_string();
+        }
     }
     Ok(out)
 }
@@ -134,10 +151,10 @@ fn read_back<E: r1kit_model::burn::tensor::Element>(data: TensorData) -> Result<
 
 /// Whether the completion's text so far contains a stop string (decoded whole, so that strings
 /// spanning token boundaries are found).
-fn hits_stop_string(tokenizer: &Tokenizer, tokens: &[u32], stops: &[String]) -> Result<bool, SamplerError> {
-    if stops.is_empty() {
+fn hits_stop_string(tokenizer: Option<&Tokenizer>, tokens: &[u32], stops: &[String]) -> Result<bool, SamplerError> {
+    let Some(tokenizer) = tokenizer.filter(|_| !stops.is_empty()) else {
         return Ok(false);
-    }
+    };
     let text = tokenizer.decode(tokens, true).map_err(|e| SamplerError::Decode(e.to_string()))?;
     Ok(stops.iter().any(|s| !s.is_empty() && text.contains(s.as_str())))
 }

@@ -1,0 +1,42 @@
+//! One entry point for "a model and its tokenizer from a path", used by every command and trainer:
+//! a Hugging Face directory (tokenizer files inside, or given separately) or a GGUF file (its
+//! tokenizer built from its metadata unless one is given).
+
+use std::path::Path;
+
+use burn::prelude::Device;
+
+use crate::error::Result;
+use crate::tokenizer::Tokenizer;
+use crate::transformer::Model;
+
+/// Loads a model and its tokenizer; `tokenizer` may be a tokenizer.json file or a directory.
+/// Checks that every token id has an embedding row.
+pub fn load_pretrained(model_path: &Path, tokenizer: Option<&Path>, device: &Device) -> Result<(Model, Tokenizer)> {
+    let model_dir = if model_path.is_dir() { model_path } else { model_path.parent().unwrap_or(Path::new(".")) };
+    let tokenizer = match tokenizer {
+        None => Tokenizer::from_dir(model_dir)?,
+        Some(p) if p.is_dir() => Tokenizer::from_dir(p)?,
+        Some(p) => {
+            let dir = p.parent().unwrap_or(Path::new("."));
+            let config = dir.join("tokenizer_config.json");
+            let generation = model_dir.join("generation_config.json");
+            Tokenizer::from_files(p, config.exists().then_some(config.as_path()), generation.exists().then_some(generation.as_path()))
+                ?
+        }
+    };
+    let model = crate::checkpoint::load_model_dir(model_path, device)?;
+    tokenizer.check_vocab_fits(model.config.vocab_size)?;
+    Ok((model, tokenizer))
+}
+
+/// Stop ids for generation: the tokenizer's (EOS and generation_config.json) and the model config's.
+pub fn stop_token_ids(model: &Model, tokenizer: &Tokenizer) -> Vec<u32> {
+    let mut ids = tokenizer.stop_token_ids();
+    for id in &model.config.eos_token_ids {
+        if !ids.contains(id) {
+            ids.push(*id);
+        }
+    }
+    ids
+}
