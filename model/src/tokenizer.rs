@@ -315,7 +315,7 @@ impl Tokenizer {
         let vocab = self.inner.get_vocab(true);
         let outside: Vec<(&String, &u32)> =
             vocab.iter().filter(|&(_, &id)| id as usize >= model_vocab_rows).collect();
-        let (token, &id) = outside.iter().copied().max_by_key(|&(_, id)| *id).expect("vocab_size > rows");
+        let Some((token, &id)) = outside.iter().copied().max_by_key(|&(_, id)| *id) else { return Ok(()) };
         Err(TokenizerError::TokenIdOutOfRange {
             path: self.tokenizer_path.clone(),
             id,

@@ -139,6 +139,13 @@ fn check_against_transformers(name: &str) {
 }
 
 #[test]
+fn tokenizer_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<TokenizerError>();
+}
+
+#[test]
 fn smollm2_matches_transformers() {
     check_against_transformers("smollm2");
 }
