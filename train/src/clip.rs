@@ -1,8 +1,6 @@
 //! Global-norm gradient clipping over all parameters at once, as
 //! `torch.nn.utils.clip_grad_norm_` does (burn only clips per parameter).
 
-use r1kit_model::burn::prelude::*;
-
 use crate::grads::GradMap;
 
 /// L2 norm of all gradients taken together (f64 on the host; a handful of reads per step).

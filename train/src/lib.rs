@@ -8,3 +8,6 @@ pub mod grads;
 pub mod optim;
 pub mod params;
 pub mod schedule;
+pub mod accumulate;
+pub mod loss;
+pub mod packing;
