@@ -23,13 +23,20 @@ pub enum TokenizerError {
     #[error("{}: file not found", .path.display())]
     MissingFile { path: PathBuf },
     #[error("{}: cannot read: {source}", .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: not valid JSON: {message}", .path.display())]
     Json { path: PathBuf, message: String },
     #[error("{}: not a usable tokenizer.json: {message}", .path.display())]
     Load { path: PathBuf, message: String },
     #[error("{}: field `{field}`: {problem}", .path.display())]
-    BadField { path: PathBuf, field: String, problem: String },
+    BadField {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
     #[error("{source_name}: no chat template (no `chat_template` field or chat_template.jinja)")]
     NoChatTemplate { source_name: String },
     #[error("{}: chat template does not compile: {message}", .path.display())]
@@ -45,7 +52,13 @@ pub enum TokenizerError {
          ({count} token ids are >= {rows}): tokenizer and model do not match",
         .path.display()
     )]
-    TokenIdOutOfRange { path: PathBuf, id: u32, token: String, rows: usize, count: usize },
+    TokenIdOutOfRange {
+        path: PathBuf,
+        id: u32,
+        token: String,
+        rows: usize,
+        count: usize,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, TokenizerError>;
@@ -65,13 +78,23 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
 /// The named special tokens transformers passes to chat templates (`special_tokens_map`).
-const SPECIAL_TOKEN_FIELDS: [&str; 7] =
-    ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+const SPECIAL_TOKEN_FIELDS: [&str; 7] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
 
 /// A Hugging Face tokenizer with its special tokens, stop ids and chat template.
 pub struct Tokenizer {
@@ -117,7 +140,10 @@ impl Tokenizer {
         match optional("chat_template.jinja") {
             Some(path) => {
                 let source = read_text(&path)?;
-                Ok(Tokenizer { chat_template: Some(template::ChatTemplate::new(path, source)), ..tokenizer })
+                Ok(Tokenizer {
+                    chat_template: Some(template::ChatTemplate::new(path, source)),
+                    ..tokenizer
+                })
             }
             None => Ok(tokenizer),
         }
@@ -154,14 +180,16 @@ impl Tokenizer {
         source_name: &str,
     ) -> Result<Self> {
         let label = |file: &str| PathBuf::from(format!("{source_name} ({file})"));
-        let mut tokenizer = Self::from_tokenizer_json_bytes(label("tokenizer.json"), tokenizer_json.as_bytes())?;
+        let mut tokenizer =
+            Self::from_tokenizer_json_bytes(label("tokenizer.json"), tokenizer_json.as_bytes())?;
         if let Some(text) = tokenizer_config_json {
             let path = label("tokenizer_config.json");
             tokenizer.apply_tokenizer_config(&path, parse_json_object(&path, text)?)?;
         }
         if let Some(text) = generation_config_json {
             let path = label("generation_config.json");
-            tokenizer.generation_eos_ids = generation_eos_ids(&path, &parse_json_object(&path, text)?)?;
+            tokenizer.generation_eos_ids =
+                generation_eos_ids(&path, &parse_json_object(&path, text)?)?;
         }
         if tokenizer.eos_token_id.is_none() {
             tokenizer.eos_token_id = tokenizer.generation_eos_ids.first().copied();
@@ -170,9 +198,15 @@ impl Tokenizer {
     }
 
     fn from_tokenizer_json_bytes(tokenizer_path: PathBuf, bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| TokenizerError::Load { path: tokenizer_path.clone(), message: one_line(&e.to_string()) })?;
-        let vocab_size = inner.get_vocab(true).values().max().map_or(0, |&max| max as usize + 1);
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Load {
+            path: tokenizer_path.clone(),
+            message: one_line(&e.to_string()),
+        })?;
+        let vocab_size = inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&max| max as usize + 1);
         Ok(Tokenizer {
             inner,
             tokenizer_path,
@@ -191,9 +225,15 @@ impl Tokenizer {
         self.apply_tokenizer_config(path, config)
     }
 
-    fn apply_tokenizer_config(&mut self, path: &Path, config: serde_json::Map<String, Json>) -> Result<()> {
+    fn apply_tokenizer_config(
+        &mut self,
+        path: &Path,
+        config: serde_json::Map<String, Json>,
+    ) -> Result<()> {
         for field in SPECIAL_TOKEN_FIELDS {
-            let Some(token) = special_token_text(path, field, config.get(field))? else { continue };
+            let Some(token) = special_token_text(path, field, config.get(field))? else {
+                continue;
+            };
             let id = self.inner.token_to_id(&token);
             match field {
                 "bos_token" => self.bos_token_id = Some(self.require_id(path, field, &token, id)?),
@@ -214,24 +254,31 @@ impl Tokenizer {
         id.ok_or_else(|| TokenizerError::BadField {
             path: path.to_path_buf(),
             field: field.to_string(),
-            problem: format!("token {token:?} is not in the vocabulary of {}", self.tokenizer_path.display()),
+            problem: format!(
+                "token {token:?} is not in the vocabulary of {}",
+                self.tokenizer_path.display()
+            ),
         })
     }
 
     /// Token ids of `text`; `add_special_tokens` applies tokenizer.json's post-processor (a BOS
     /// for some tokenizers, nothing for Qwen and SmolLM2).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| TokenizerError::Encode { message: one_line(&e.to_string()) })?;
+        let encoding =
+            self.inner
+                .encode(text, add_special_tokens)
+                .map_err(|e| TokenizerError::Encode {
+                    message: one_line(&e.to_string()),
+                })?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special_tokens)
-            .map_err(|e| TokenizerError::Decode { message: one_line(&e.to_string()) })
+            .map_err(|e| TokenizerError::Decode {
+                message: one_line(&e.to_string()),
+            })
     }
 
     /// Largest token id + 1, added tokens included: the embedding rows the model needs at least.
@@ -288,9 +335,12 @@ impl Tokenizer {
         add_generation_prompt: bool,
         extra: Option<&serde_json::Map<String, Json>>,
     ) -> Result<String> {
-        let template = self.chat_template.as_ref().ok_or_else(|| TokenizerError::NoChatTemplate {
-            source_name: self.tokenizer_path.display().to_string(),
-        })?;
+        let template =
+            self.chat_template
+                .as_ref()
+                .ok_or_else(|| TokenizerError::NoChatTemplate {
+                    source_name: self.tokenizer_path.display().to_string(),
+                })?;
         template.render(messages, add_generation_prompt, &self.special_tokens, extra)
     }
 
@@ -313,9 +363,13 @@ impl Tokenizer {
             return Ok(());
         }
         let vocab = self.inner.get_vocab(true);
-        let outside: Vec<(&String, &u32)> =
-            vocab.iter().filter(|&(_, &id)| id as usize >= model_vocab_rows).collect();
-        let Some((token, &id)) = outside.iter().copied().max_by_key(|&(_, id)| *id) else { return Ok(()) };
+        let outside: Vec<(&String, &u32)> = vocab
+            .iter()
+            .filter(|&(_, &id)| id as usize >= model_vocab_rows)
+            .collect();
+        let Some((token, &id)) = outside.iter().copied().max_by_key(|&(_, id)| *id) else {
+            return Ok(());
+        };
         Err(TokenizerError::TokenIdOutOfRange {
             path: self.tokenizer_path.clone(),
             id,
@@ -336,9 +390,14 @@ fn read_text(path: &Path) -> Result<String> {
 
 fn io_error(path: &Path, source: std::io::Error) -> TokenizerError {
     if source.kind() == std::io::ErrorKind::NotFound {
-        TokenizerError::MissingFile { path: path.to_path_buf() }
+        TokenizerError::MissingFile {
+            path: path.to_path_buf(),
+        }
     } else {
-        TokenizerError::Read { path: path.to_path_buf(), source }
+        TokenizerError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -350,8 +409,14 @@ fn read_json_object(path: &Path) -> Result<serde_json::Map<String, Json>> {
 fn parse_json_object(path: &Path, text: &str) -> Result<serde_json::Map<String, Json>> {
     match serde_json::from_str(text) {
         Ok(Json::Object(map)) => Ok(map),
-        Ok(_) => Err(TokenizerError::Json { path: path.to_path_buf(), message: "expected a JSON object".into() }),
-        Err(e) => Err(TokenizerError::Json { path: path.to_path_buf(), message: e.to_string() }),
+        Ok(_) => Err(TokenizerError::Json {
+            path: path.to_path_buf(),
+            message: "expected a JSON object".into(),
+        }),
+        Err(e) => Err(TokenizerError::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -362,9 +427,17 @@ fn special_token_text(path: &Path, field: &str, value: Option<&Json>) -> Result<
         Some(Json::String(text)) => Ok(Some(text.clone())),
         Some(Json::Object(map)) => match map.get("content") {
             Some(Json::String(text)) => Ok(Some(text.clone())),
-            _ => Err(bad_field(path, field, "an AddedToken object without a string `content`")),
+            _ => Err(bad_field(
+                path,
+                field,
+                "an AddedToken object without a string `content`",
+            )),
         },
-        Some(other) => Err(bad_field(path, field, &format!("expected a string or {{\"content\": ...}}, found {other}"))),
+        Some(other) => Err(bad_field(
+            path,
+            field,
+            &format!("expected a string or {{\"content\": ...}}, found {other}"),
+        )),
     }
 }
 
@@ -380,12 +453,26 @@ fn select_chat_template(path: &Path, value: &Json) -> Result<String> {
                 match (name, source) {
                     (Some("default"), Some(source)) => return Ok(source.to_string()),
                     (Some(name), Some(_)) => names.push(name.to_string()),
-                    _ => return Err(bad_field(path, "chat_template", "a list entry without string `name` and `template`")),
+                    _ => {
+                        return Err(bad_field(
+                            path,
+                            "chat_template",
+                            "a list entry without string `name` and `template`",
+                        ));
+                    }
                 }
             }
-            Err(bad_field(path, "chat_template", &format!("no template named \"default\" among {names:?}")))
+            Err(bad_field(
+                path,
+                "chat_template",
+                &format!("no template named \"default\" among {names:?}"),
+            ))
         }
-        other => Err(bad_field(path, "chat_template", &format!("expected a string or a list, found {other}"))),
+        other => Err(bad_field(
+            path,
+            "chat_template",
+            &format!("expected a string or a list, found {other}"),
+        )),
     }
 }
 
@@ -400,16 +487,28 @@ fn generation_eos_ids(path: &Path, config: &serde_json::Map<String, Json>) -> Re
         None | Some(Json::Null) => Ok(Vec::new()),
         Some(Json::Array(values)) => values
             .iter()
-            .map(|value| as_id(value).ok_or_else(|| bad_field(path, "eos_token_id", &format!("{value} is not a token id"))))
+            .map(|value| {
+                as_id(value).ok_or_else(|| {
+                    bad_field(path, "eos_token_id", &format!("{value} is not a token id"))
+                })
+            })
             .collect(),
-        Some(value) => as_id(value)
-            .map(|id| vec![id])
-            .ok_or_else(|| bad_field(path, "eos_token_id", &format!("{value} is not a token id or a list of them"))),
+        Some(value) => as_id(value).map(|id| vec![id]).ok_or_else(|| {
+            bad_field(
+                path,
+                "eos_token_id",
+                &format!("{value} is not a token id or a list of them"),
+            )
+        }),
     }
 }
 
 fn bad_field(path: &Path, field: &str, problem: &str) -> TokenizerError {
-    TokenizerError::BadField { path: path.to_path_buf(), field: field.to_string(), problem: problem.to_string() }
+    TokenizerError::BadField {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        problem: problem.to_string(),
+    }
 }
 
 /// Library errors sometimes span lines; error messages here are one line.

@@ -13,7 +13,11 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chat
 
 fn asset_dir(name: &str) -> PathBuf {
     let dir = Path::new(ASSETS).join(name);
-    assert!(dir.join("tokenizer.json").exists(), "{} is missing: run scripts/fetch-assets.sh", dir.display());
+    assert!(
+        dir.join("tokenizer.json").exists(),
+        "{} is missing: run scripts/fetch-assets.sh",
+        dir.display()
+    );
     dir
 }
 
@@ -84,7 +88,10 @@ fn read_fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 }
 
 fn case_label(case: &ChatCase) -> String {
-    format!("{} (add_generation_prompt={}, extra={:?})", case.name, case.add_generation_prompt, case.extra)
+    format!(
+        "{} (add_generation_prompt={}, extra={:?})",
+        case.name, case.add_generation_prompt, case.extra
+    )
 }
 
 /// Renders and encodes every case; returns one line per mismatch so a failure shows them all.
@@ -92,18 +99,36 @@ fn chat_mismatches(tokenizer: &Tokenizer, cases: &[ChatCase]) -> Vec<String> {
     let mut mismatches = Vec::new();
     for case in cases {
         let label = case_label(case);
-        let rendered = tokenizer.apply_chat_template(&case.messages, case.add_generation_prompt, Some(&case.extra));
+        let rendered = tokenizer.apply_chat_template(
+            &case.messages,
+            case.add_generation_prompt,
+            Some(&case.extra),
+        );
         match (&rendered, &case.text, &case.error) {
             (Ok(text), Some(expected), _) if text == expected => {}
-            (Ok(text), Some(expected), _) => mismatches.push(format!("{label}: text\n  got      {text:?}\n  expected {expected:?}")),
+            (Ok(text), Some(expected), _) => mismatches.push(format!(
+                "{label}: text\n  got      {text:?}\n  expected {expected:?}"
+            )),
             (Err(e), _, Some(expected)) if e.to_string().contains(expected.as_str()) => continue,
-            (Err(e), _, _) => mismatches.push(format!("{label}: error {e}, expected {:?}", case.text.as_ref().or(case.error.as_ref()))),
-            (Ok(text), None, _) => mismatches.push(format!("{label}: rendered {text:?}, expected error {:?}", case.error)),
+            (Err(e), _, _) => mismatches.push(format!(
+                "{label}: error {e}, expected {:?}",
+                case.text.as_ref().or(case.error.as_ref())
+            )),
+            (Ok(text), None, _) => mismatches.push(format!(
+                "{label}: rendered {text:?}, expected error {:?}",
+                case.error
+            )),
         }
         if let Some(expected) = &case.ids {
-            match tokenizer.encode_chat(&case.messages, case.add_generation_prompt, Some(&case.extra)) {
+            match tokenizer.encode_chat(
+                &case.messages,
+                case.add_generation_prompt,
+                Some(&case.extra),
+            ) {
                 Ok(ids) if &ids == expected => {}
-                Ok(ids) => mismatches.push(format!("{label}: ids\n  got      {ids:?}\n  expected {expected:?}")),
+                Ok(ids) => mismatches.push(format!(
+                    "{label}: ids\n  got      {ids:?}\n  expected {expected:?}"
+                )),
                 Err(e) => mismatches.push(format!("{label}: encode_chat error {e}")),
             }
         }
@@ -115,18 +140,30 @@ fn check_against_transformers(name: &str) {
     let fixture: Fixture = read_fixture(&format!("{name}.json"));
     let tokenizer = load(name);
     assert!(tokenizer.has_chat_template());
-    assert_eq!(tokenizer.vocab_size(), fixture.vocab_size_with_added, "{name}: vocab size with added tokens");
+    assert_eq!(
+        tokenizer.vocab_size(),
+        fixture.vocab_size_with_added,
+        "{name}: vocab size with added tokens"
+    );
     assert!(!fixture.cases.is_empty());
 
     let mut mismatches = chat_mismatches(&tokenizer, &fixture.cases);
     for case in &fixture.encodings {
-        let ids = tokenizer.encode(&case.text, case.add_special_tokens).unwrap();
+        let ids = tokenizer
+            .encode(&case.text, case.add_special_tokens)
+            .unwrap();
         if ids != case.ids {
-            mismatches.push(format!("encode({:?}, {}): got {ids:?}, expected {:?}", case.text, case.add_special_tokens, case.ids));
+            mismatches.push(format!(
+                "encode({:?}, {}): got {ids:?}, expected {:?}",
+                case.text, case.add_special_tokens, case.ids
+            ));
         }
         let decoded = tokenizer.decode(&case.ids, true).unwrap();
         if decoded != case.decoded_skip_special {
-            mismatches.push(format!("decode({:?}): got {decoded:?}, expected {:?}", case.ids, case.decoded_skip_special));
+            mismatches.push(format!(
+                "decode({:?}): got {decoded:?}, expected {:?}",
+                case.ids, case.decoded_skip_special
+            ));
         }
     }
     assert!(
@@ -170,21 +207,46 @@ fn synthetic_templates_match_transformers() {
     }
     let synthetic: Synthetic = read_fixture("templates.json");
     let smollm2 = asset_dir("smollm2");
-    let base_config: Map<String, Json> =
-        serde_json::from_str(&std::fs::read_to_string(smollm2.join("tokenizer_config.json")).unwrap()).unwrap();
+    let base_config: Map<String, Json> = serde_json::from_str(
+        &std::fs::read_to_string(smollm2.join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
     let scratch = TempDir::new("synthetic");
     let mut mismatches = Vec::new();
     let mut errors_checked = 0;
     for case in &synthetic.cases {
         let mut config = base_config.clone();
-        config.insert("chat_template".into(), json!(case.template.as_deref().expect("synthetic cases carry a template")));
-        let config_path = scratch.write("tokenizer_config.json", serde_json::to_string(&config).unwrap());
-        let tokenizer = Tokenizer::from_files(smollm2.join("tokenizer.json"), Some(&config_path), None::<&Path>).unwrap();
+        config.insert(
+            "chat_template".into(),
+            json!(
+                case.template
+                    .as_deref()
+                    .expect("synthetic cases carry a template")
+            ),
+        );
+        let config_path = scratch.write(
+            "tokenizer_config.json",
+            serde_json::to_string(&config).unwrap(),
+        );
+        let tokenizer = Tokenizer::from_files(
+            smollm2.join("tokenizer.json"),
+            Some(&config_path),
+            None::<&Path>,
+        )
+        .unwrap();
         errors_checked += usize::from(case.error.is_some());
         mismatches.extend(chat_mismatches(&tokenizer, std::slice::from_ref(case)));
     }
-    assert!(errors_checked > 0, "the fixture should hold a raise_exception case");
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        errors_checked > 0,
+        "the fixture should hold a raise_exception case"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -196,11 +258,21 @@ fn raise_exception_error_names_the_file_and_message() {
         json!({"chat_template": "{% if messages[0].role != 'system' %}{{ raise_exception('roles out of order') }}{% endif %}"})
             .to_string(),
     );
-    let tokenizer = Tokenizer::from_files(smollm2.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
-    let err = tokenizer.apply_chat_template(&[ChatMessage::new("user", "hi")], true, None).unwrap_err();
-    assert!(matches!(err, TokenizerError::TemplateRender { .. }), "{err:?}");
+    let tokenizer =
+        Tokenizer::from_files(smollm2.join("tokenizer.json"), Some(&config), None::<&Path>)
+            .unwrap();
+    let err = tokenizer
+        .apply_chat_template(&[ChatMessage::new("user", "hi")], true, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, TokenizerError::TemplateRender { .. }),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains("roles out of order") && message.contains(&config.display().to_string()), "{message}");
+    assert!(
+        message.contains("roles out of order") && message.contains(&config.display().to_string()),
+        "{message}"
+    );
     assert!(!message.contains('\n'), "one line: {message}");
 }
 
@@ -208,15 +280,22 @@ fn generation_config_tokenizer(name: &str, generation_config: Json) -> (TempDir,
     let dir = asset_dir(name);
     let scratch = TempDir::new(&format!("gen-{name}"));
     let path = scratch.write("generation_config.json", generation_config.to_string());
-    let tokenizer =
-        Tokenizer::from_files(dir.join("tokenizer.json"), Some(dir.join("tokenizer_config.json")), Some(&path)).unwrap();
+    let tokenizer = Tokenizer::from_files(
+        dir.join("tokenizer.json"),
+        Some(dir.join("tokenizer_config.json")),
+        Some(&path),
+    )
+    .unwrap();
     (scratch, tokenizer)
 }
 
 #[test]
 fn stop_ids_join_generation_config_and_tokenizer_eos() {
     // Qwen2.5-Instruct's generation_config: two EOS ids; the tokenizer's EOS is <|im_end|>.
-    let (_dir, qwen) = generation_config_tokenizer("qwen3", json!({"bos_token_id": 151643, "eos_token_id": [151645, 151643]}));
+    let (_dir, qwen) = generation_config_tokenizer(
+        "qwen3",
+        json!({"bos_token_id": 151643, "eos_token_id": [151645, 151643]}),
+    );
     assert_eq!(qwen.eos_token_id(), Some(151645));
     assert_eq!(qwen.token_to_id("<|im_end|>"), Some(151645));
     assert_eq!(qwen.stop_token_ids(), vec![151645, 151643]);
@@ -237,11 +316,21 @@ fn stop_ids_join_generation_config_and_tokenizer_eos() {
 fn bad_generation_config_names_file_and_field() {
     let dir = asset_dir("smollm2");
     let scratch = TempDir::new("bad-gen");
-    let path = scratch.write("generation_config.json", r#"{"eos_token_id": ["<|im_end|>"]}"#);
-    let err = Tokenizer::from_files(dir.join("tokenizer.json"), Some(dir.join("tokenizer_config.json")), Some(&path))
-        .unwrap_err();
+    let path = scratch.write(
+        "generation_config.json",
+        r#"{"eos_token_id": ["<|im_end|>"]}"#,
+    );
+    let err = Tokenizer::from_files(
+        dir.join("tokenizer.json"),
+        Some(dir.join("tokenizer_config.json")),
+        Some(&path),
+    )
+    .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains(&path.display().to_string()) && message.contains("eos_token_id"), "{message}");
+    assert!(
+        message.contains(&path.display().to_string()) && message.contains("eos_token_id"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -254,21 +343,43 @@ fn vocab_check_accepts_padded_embeddings_and_rejects_small_ones() {
 
     let err = qwen.check_vocab_fits(151_643).unwrap_err();
     match &err {
-        TokenizerError::TokenIdOutOfRange { id, token, rows, count, .. } => {
-            assert_eq!((*id, token.as_str(), *rows, *count), (151_668, "</think>", 151_643, 26));
+        TokenizerError::TokenIdOutOfRange {
+            id,
+            token,
+            rows,
+            count,
+            ..
+        } => {
+            assert_eq!(
+                (*id, token.as_str(), *rows, *count),
+                (151_668, "</think>", 151_643, 26)
+            );
         }
         other => panic!("expected TokenIdOutOfRange, got {other:?}"),
     }
     let message = err.to_string();
-    for part in ["tokenizer.json", "151668", "</think>", "151643 embedding rows"] {
-        assert!(message.contains(part), "{message:?} should contain {part:?}");
+    for part in [
+        "tokenizer.json",
+        "151668",
+        "</think>",
+        "151643 embedding rows",
+    ] {
+        assert!(
+            message.contains(part),
+            "{message:?} should contain {part:?}"
+        );
     }
     assert!(!message.contains('\n'));
 
     // SmolLM2's tokenizer pairs with a 49,152-row embedding exactly.
     let smol = load("smollm2");
     smol.check_vocab_fits(49_152).unwrap();
-    assert!(smol.check_vocab_fits(49_151).unwrap_err().to_string().contains("49151 embedding rows"));
+    assert!(
+        smol.check_vocab_fits(49_151)
+            .unwrap_err()
+            .to_string()
+            .contains("49151 embedding rows")
+    );
 }
 
 #[test]
@@ -281,12 +392,29 @@ fn missing_files_are_named() {
 
     let dir = asset_dir("smollm2");
     let missing_config = scratch.0.join("tokenizer_config.json");
-    let err = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&missing_config), None::<&Path>).unwrap_err();
-    assert_eq!(err.to_string(), format!("{}: file not found", missing_config.display()));
+    let err = Tokenizer::from_files(
+        dir.join("tokenizer.json"),
+        Some(&missing_config),
+        None::<&Path>,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: file not found", missing_config.display())
+    );
 
     let missing_generation = scratch.0.join("generation_config.json");
-    let err = Tokenizer::from_files(dir.join("tokenizer.json"), None::<&Path>, Some(&missing_generation)).unwrap_err();
-    assert!(err.to_string().starts_with(&missing_generation.display().to_string()), "{err}");
+    let err = Tokenizer::from_files(
+        dir.join("tokenizer.json"),
+        None::<&Path>,
+        Some(&missing_generation),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&missing_generation.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -300,16 +428,28 @@ fn unreadable_files_are_named() {
     let err = Tokenizer::from_files(&truncated, None::<&Path>, None::<&Path>).unwrap_err();
     assert!(matches!(err, TokenizerError::Load { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.starts_with(&truncated.display().to_string()) && !message.contains('\n'), "{message}");
+    assert!(
+        message.starts_with(&truncated.display().to_string()) && !message.contains('\n'),
+        "{message}"
+    );
 
     let config = scratch.write("tokenizer_config.json", "{\"eos_token\": \"<|im_end|>\",");
-    let err = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap_err();
+    let err = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>)
+        .unwrap_err();
     assert!(matches!(err, TokenizerError::Json { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("{}: not valid JSON", config.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: not valid JSON", config.display())),
+        "{err}"
+    );
 
     // A directory where a file should be.
     let err = Tokenizer::from_files(&scratch.0, None::<&Path>, None::<&Path>).unwrap_err();
-    assert!(err.to_string().starts_with(&scratch.0.display().to_string()), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&scratch.0.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -321,15 +461,38 @@ fn special_tokens_accept_added_token_objects_and_reject_unknown_tokens() {
         json!({"bos_token": {"__type": "AddedToken", "content": "<|im_start|>", "lstrip": false}, "eos_token": "<|im_end|>", "pad_token": null})
             .to_string(),
     );
-    let tokenizer = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
-    assert_eq!((tokenizer.bos_token_id(), tokenizer.eos_token_id(), tokenizer.pad_token_id()), (Some(1), Some(2), None));
+    let tokenizer =
+        Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
+    assert_eq!(
+        (
+            tokenizer.bos_token_id(),
+            tokenizer.eos_token_id(),
+            tokenizer.pad_token_id()
+        ),
+        (Some(1), Some(2), None)
+    );
     assert!(!tokenizer.has_chat_template());
-    let err = tokenizer.apply_chat_template(&[ChatMessage::new("user", "hi")], true, None).unwrap_err();
-    assert!(matches!(err, TokenizerError::NoChatTemplate { .. }), "{err:?}");
+    let err = tokenizer
+        .apply_chat_template(&[ChatMessage::new("user", "hi")], true, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, TokenizerError::NoChatTemplate { .. }),
+        "{err:?}"
+    );
 
-    let config = scratch.write("tokenizer_config.json", json!({"eos_token": "<|not_a_token|>"}).to_string());
-    let message = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap_err().to_string();
-    assert!(message.contains(&config.display().to_string()) && message.contains("eos_token") && message.contains("<|not_a_token|>"), "{message}");
+    let config = scratch.write(
+        "tokenizer_config.json",
+        json!({"eos_token": "<|not_a_token|>"}).to_string(),
+    );
+    let message = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(&config.display().to_string())
+            && message.contains("eos_token")
+            && message.contains("<|not_a_token|>"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -348,31 +511,67 @@ fn chat_template_list_picks_default_and_jinja_file_wins() {
         .to_string(),
     );
     let tokenizer = Tokenizer::from_dir(&scratch.0).unwrap();
-    assert_eq!(tokenizer.apply_chat_template(&messages, false, None).unwrap(), "DEFAULT hi");
+    assert_eq!(
+        tokenizer
+            .apply_chat_template(&messages, false, None)
+            .unwrap(),
+        "DEFAULT hi"
+    );
 
     // Recent transformers save the template as chat_template.jinja, which takes precedence.
     scratch.write("chat_template.jinja", "JINJA {{ messages[0].content }}\n");
     let tokenizer = Tokenizer::from_dir(&scratch.0).unwrap();
-    assert_eq!(tokenizer.apply_chat_template(&messages, false, None).unwrap(), "JINJA hi");
+    assert_eq!(
+        tokenizer
+            .apply_chat_template(&messages, false, None)
+            .unwrap(),
+        "JINJA hi"
+    );
     std::fs::remove_file(scratch.0.join("chat_template.jinja")).unwrap();
 
-    let config = scratch.write("tokenizer_config.json", json!({"chat_template": [{"name": "rag", "template": "x"}]}).to_string());
+    let config = scratch.write(
+        "tokenizer_config.json",
+        json!({"chat_template": [{"name": "rag", "template": "x"}]}).to_string(),
+    );
     let message = Tokenizer::from_dir(&scratch.0).unwrap_err().to_string();
-    assert!(message.contains(&config.display().to_string()) && message.contains("default") && message.contains("rag"), "{message}");
+    assert!(
+        message.contains(&config.display().to_string())
+            && message.contains("default")
+            && message.contains("rag"),
+        "{message}"
+    );
 }
 
 #[test]
 fn bad_template_error_names_file_and_jinja_problem() {
     let dir = asset_dir("smollm2");
     let scratch = TempDir::new("bad-template");
-    let config = scratch.write("tokenizer_config.json", json!({"chat_template": "{% for m in messages %}{{ m.content }}"}).to_string());
+    let config = scratch.write(
+        "tokenizer_config.json",
+        json!({"chat_template": "{% for m in messages %}{{ m.content }}"}).to_string(),
+    );
     // The tokenizer still loads and encodes; rendering reports the template error.
-    let tokenizer = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
-    assert_eq!(tokenizer.encode("Hello world", false).unwrap(), vec![19556, 905]);
-    let err = tokenizer.apply_chat_template(&[ChatMessage::new("user", "hi")], true, None).unwrap_err();
-    assert!(matches!(err, TokenizerError::TemplateSyntax { .. }), "{err:?}");
+    let tokenizer =
+        Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
+    assert_eq!(
+        tokenizer.encode("Hello world", false).unwrap(),
+        vec![19556, 905]
+    );
+    let err = tokenizer
+        .apply_chat_template(&[ChatMessage::new("user", "hi")], true, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, TokenizerError::TemplateSyntax { .. }),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.starts_with(&format!("{}: chat template does not compile: syntax error", config.display())), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "{}: chat template does not compile: syntax error",
+            config.display()
+        )),
+        "{message}"
+    );
     assert!(!message.contains('\n'), "{message}");
 }
 
@@ -380,13 +579,26 @@ fn bad_template_error_names_file_and_jinja_problem() {
 fn strftime_now_renders_todays_date() {
     let dir = asset_dir("smollm2");
     let scratch = TempDir::new("strftime");
-    let config = scratch.write("tokenizer_config.json", json!({"chat_template": "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d') }}"}).to_string());
-    let tokenizer = Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
+    let config = scratch.write(
+        "tokenizer_config.json",
+        json!({"chat_template": "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d') }}"})
+            .to_string(),
+    );
+    let tokenizer =
+        Tokenizer::from_files(dir.join("tokenizer.json"), Some(&config), None::<&Path>).unwrap();
     let text = tokenizer.apply_chat_template(&[], false, None).unwrap();
     let (short, iso) = text.split_once('|').unwrap();
-    let [day, month, year] = short.split(' ').collect::<Vec<_>>()[..] else { panic!("{text}") };
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month_number = months.iter().position(|m| *m == month).unwrap_or_else(|| panic!("{text}")) + 1;
+    let [day, month, year] = short.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("{text}")
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month_number = months
+        .iter()
+        .position(|m| *m == month)
+        .unwrap_or_else(|| panic!("{text}"))
+        + 1;
     assert_eq!(iso, format!("{year}-{month_number:02}-{day}"), "{text}");
     assert!(year.parse::<u32>().unwrap() >= 2025, "{text}");
 }
@@ -394,7 +606,8 @@ fn strftime_now_renders_todays_date() {
 /// A Llama 3 tokenizer.json whose post-processor adds <|begin_of_text|>, as Meta's own file does.
 fn llama3_with_bos_post_processor(scratch: &TempDir) -> Tokenizer {
     let dir = asset_dir("llama3");
-    let mut tokenizer_json: Json = serde_json::from_slice(&std::fs::read(dir.join("tokenizer.json")).unwrap()).unwrap();
+    let mut tokenizer_json: Json =
+        serde_json::from_slice(&std::fs::read(dir.join("tokenizer.json")).unwrap()).unwrap();
     tokenizer_json["post_processor"] = json!({
         "type": "Sequence",
         "processors": [
@@ -406,7 +619,10 @@ fn llama3_with_bos_post_processor(scratch: &TempDir) -> Tokenizer {
              "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000], "tokens": ["<|begin_of_text|>"]}}}
         ]
     });
-    let path = scratch.write("tokenizer.json", serde_json::to_vec(&tokenizer_json).unwrap());
+    let path = scratch.write(
+        "tokenizer.json",
+        serde_json::to_vec(&tokenizer_json).unwrap(),
+    );
     Tokenizer::from_files(path, Some(dir.join("tokenizer_config.json")), None::<&Path>).unwrap()
 }
 
@@ -426,7 +642,11 @@ fn no_double_bos() {
     let llama = llama3_with_bos_post_processor(&scratch);
     let bos = llama.bos_token_id().unwrap();
     assert_eq!(bos, 128_000);
-    assert_eq!(llama.encode("Hi", true).unwrap(), vec![bos, 13347], "this tokenizer adds BOS to plain text");
+    assert_eq!(
+        llama.encode("Hi", true).unwrap(),
+        vec![bos, 13347],
+        "this tokenizer adds BOS to plain text"
+    );
     let ids = llama.encode_chat(&messages, true, None).unwrap();
     assert_eq!((ids[0], count(&ids, bos)), (bos, 1), "{ids:?}");
     let text = llama.apply_chat_template(&messages, true, None).unwrap();
@@ -436,7 +656,11 @@ fn no_double_bos() {
     let smol = load("smollm2");
     let im_start = smol.bos_token_id().unwrap();
     let ids = smol.encode_chat(&messages, true, None).unwrap();
-    assert_eq!((ids[0], ids[1] != im_start, count(&ids, im_start)), (im_start, true, 5), "{ids:?}");
+    assert_eq!(
+        (ids[0], ids[1] != im_start, count(&ids, im_start)),
+        (im_start, true, 5),
+        "{ids:?}"
+    );
 }
 
 #[test]
@@ -446,10 +670,17 @@ fn qwen3_thinking_switch_changes_the_generation_prompt() {
     let mut no_thinking = Map::new();
     no_thinking.insert("enable_thinking".into(), json!(false));
     let plain = qwen.apply_chat_template(&messages, true, None).unwrap();
-    let off = qwen.apply_chat_template(&messages, true, Some(&no_thinking)).unwrap();
-    assert_eq!(plain, "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+    let off = qwen
+        .apply_chat_template(&messages, true, Some(&no_thinking))
+        .unwrap();
+    assert_eq!(
+        plain,
+        "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
+    );
     assert_eq!(off, format!("{plain}<think>\n\n</think>\n\n"));
-    let ids = qwen.encode_chat(&messages, true, Some(&no_thinking)).unwrap();
+    let ids = qwen
+        .encode_chat(&messages, true, Some(&no_thinking))
+        .unwrap();
     let think = qwen.token_to_id("<think>").unwrap();
     assert!(ids.contains(&think));
     assert_eq!(qwen.decode(&ids, false).unwrap(), off);

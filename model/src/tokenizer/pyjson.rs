@@ -18,7 +18,11 @@ pub(crate) fn dumps(value: &Value, options: &DumpOptions) -> Result<String, Stri
         (None, None) => (", ".to_string(), ": ".to_string()),
         (None, Some(_)) => (",".to_string(), ": ".to_string()),
     };
-    let writer = Writer { options, item_separator, key_separator };
+    let writer = Writer {
+        options,
+        item_separator,
+        key_separator,
+    };
     let mut out = String::new();
     writer.write(value, 0, &mut out)?;
     Ok(out)
@@ -36,10 +40,16 @@ impl Writer<'_> {
             ValueKind::None => out.push_str("null"),
             ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
             ValueKind::Number => out.push_str(&number(value)?),
-            ValueKind::String => write_string(value.as_str().unwrap_or_default(), self.options.ensure_ascii, out),
+            ValueKind::String => write_string(
+                value.as_str().unwrap_or_default(),
+                self.options.ensure_ascii,
+                out,
+            ),
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = value.try_iter().map_err(|e| e.to_string())?.collect();
-                self.write_container(('[', ']'), &items, depth, out, |item, out| self.write(item, depth + 1, out))?;
+                self.write_container(('[', ']'), &items, depth, out, |item, out| {
+                    self.write(item, depth + 1, out)
+                })?;
             }
             ValueKind::Map => {
                 let mut entries = Vec::new();
@@ -57,7 +67,12 @@ impl Writer<'_> {
                 })?;
             }
             ValueKind::Undefined => return Err("tojson: the value is undefined".to_string()),
-            _ => return Err(format!("tojson: object of type {} is not JSON serializable", value.kind())),
+            _ => {
+                return Err(format!(
+                    "tojson: object of type {} is not JSON serializable",
+                    value.kind()
+                ));
+            }
         }
         Ok(())
     }
@@ -77,7 +92,12 @@ impl Writer<'_> {
             out.push(close);
             return Ok(());
         }
-        let newline_indent = |level: usize| self.options.indent.as_ref().map(|unit| format!("\n{}", unit.repeat(level)));
+        let newline_indent = |level: usize| {
+            self.options
+                .indent
+                .as_ref()
+                .map(|unit| format!("\n{}", unit.repeat(level)))
+        };
         let inner = newline_indent(depth + 1);
         for (index, item) in items.iter().enumerate() {
             if index > 0 {
@@ -145,7 +165,11 @@ fn write_python_repr(value: &Value, out: &mut String) -> Result<(), String> {
 /// Python's `repr(str)`: single quotes unless the text has a single quote and no double one;
 /// backslash escapes for the quote, `\\`, `\n`, `\r`, `\t` and other non-printable characters.
 fn write_python_string_repr(text: &str, out: &mut String) {
-    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in text.chars() {
         match c {
@@ -160,9 +184,11 @@ fn write_python_string_repr(text: &str, out: &mut String) {
             c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
-            '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
+            '\u{2028}'
+            | '\u{2029}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{feff}' => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -176,7 +202,10 @@ fn key_string(key: &Value) -> Result<String, String> {
         ValueKind::Number => number(key),
         ValueKind::Bool => Ok(if key.is_true() { "true" } else { "false" }.to_string()),
         ValueKind::None => Ok("null".to_string()),
-        _ => Err(format!("tojson: keys must be str, int, float, bool or None, not {}", key.kind())),
+        _ => Err(format!(
+            "tojson: keys must be str, int, float, bool or None, not {}",
+            key.kind()
+        )),
     }
 }
 
@@ -213,7 +242,9 @@ pub(crate) fn float_repr(x: f64) -> String {
     let scientific = format!("{x:e}");
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let (sign, mantissa) = mantissa
+        .strip_prefix('-')
+        .map_or(("", mantissa), |m| ("-", m));
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let body = if (-4..16).contains(&exponent) {
         if exponent >= 0 {
@@ -227,9 +258,17 @@ pub(crate) fn float_repr(x: f64) -> String {
             format!("0.{}{digits}", "0".repeat((-exponent - 1) as usize))
         }
     } else {
-        let fraction = if digits.len() > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        let fraction = if digits.len() > 1 {
+            format!(".{}", &digits[1..])
+        } else {
+            String::new()
+        };
         let exponent_sign = if exponent < 0 { '-' } else { '+' };
-        format!("{}{fraction}e{exponent_sign}{:02}", &digits[..1], exponent.abs())
+        format!(
+            "{}{fraction}e{exponent_sign}{:02}",
+            &digits[..1],
+            exponent.abs()
+        )
     };
     format!("{sign}{body}")
 }
@@ -270,7 +309,12 @@ mod tests {
     }
 
     fn defaults() -> DumpOptions {
-        DumpOptions { ensure_ascii: false, indent: None, separators: None, sort_keys: false }
+        DumpOptions {
+            ensure_ascii: false,
+            indent: None,
+            separators: None,
+            sort_keys: false,
+        }
     }
 
     #[test]
@@ -303,27 +347,56 @@ mod tests {
         let value = Value::from("a\"b\\c\n\t\u{1}é東🙂<>&\u{7f}");
         let plain = dumps(&value, &defaults()).unwrap();
         assert_eq!(plain, "\"a\\\"b\\\\c\\n\\t\\u0001é東🙂<>&\u{7f}\"");
-        let ascii = dumps(&value, &DumpOptions { ensure_ascii: true, ..defaults() }).unwrap();
-        assert_eq!(ascii, "\"a\\\"b\\\\c\\n\\t\\u0001\\u00e9\\u6771\\ud83d\\ude42<>&\\u007f\"");
+        let ascii = dumps(
+            &value,
+            &DumpOptions {
+                ensure_ascii: true,
+                ..defaults()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            ascii,
+            "\"a\\\"b\\\\c\\n\\t\\u0001\\u00e9\\u6771\\ud83d\\ude42<>&\\u007f\""
+        );
     }
 
     #[test]
     fn layout_matches_python() {
         let json = r#"{"b": [1, 2.5, {"x": null}], "a": true, "e": [], "f": {}}"#;
         // serde_json without preserve_order sorts keys on parse, so input order is a, b, e, f.
-        assert_eq!(dump(json, defaults()), r#"{"a": true, "b": [1, 2.5, {"x": null}], "e": [], "f": {}}"#);
         assert_eq!(
-            dump(json, DumpOptions { indent: Some("  ".into()), ..defaults() }),
+            dump(json, defaults()),
+            r#"{"a": true, "b": [1, 2.5, {"x": null}], "e": [], "f": {}}"#
+        );
+        assert_eq!(
+            dump(
+                json,
+                DumpOptions {
+                    indent: Some("  ".into()),
+                    ..defaults()
+                }
+            ),
             "{\n  \"a\": true,\n  \"b\": [\n    1,\n    2.5,\n    {\n      \"x\": null\n    }\n  ],\n  \"e\": [],\n  \"f\": {}\n}"
         );
         assert_eq!(
-            dump(json, DumpOptions { separators: Some((",".into(), ":".into())), ..defaults() }),
+            dump(
+                json,
+                DumpOptions {
+                    separators: Some((",".into(), ":".into())),
+                    ..defaults()
+                }
+            ),
             r#"{"a":true,"b":[1,2.5,{"x":null}],"e":[],"f":{}}"#
         );
     }
 
     #[test]
     fn undefined_is_an_error() {
-        assert!(dumps(&Value::UNDEFINED, &defaults()).unwrap_err().contains("undefined"));
+        assert!(
+            dumps(&Value::UNDEFINED, &defaults())
+                .unwrap_err()
+                .contains("undefined")
+        );
     }
 }

@@ -26,18 +26,26 @@ pub(crate) struct ChatTemplate {
 
 impl ChatTemplate {
     pub(crate) fn new(path: PathBuf, source: String) -> Self {
-        ChatTemplate { path, source, compiled: OnceLock::new() }
+        ChatTemplate {
+            path,
+            source,
+            compiled: OnceLock::new(),
+        }
     }
 
     fn environment(&self) -> Result<&Environment<'static>> {
         let compiled = self.compiled.get_or_init(|| {
             let mut env = new_environment();
-            env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(&self.source)).map_err(|e| describe(&e))?;
+            env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(&self.source))
+                .map_err(|e| describe(&e))?;
             Ok(env)
         });
         compiled
             .as_ref()
-            .map_err(|message| TokenizerError::TemplateSyntax { path: self.path.clone(), message: message.clone() })
+            .map_err(|message| TokenizerError::TemplateSyntax {
+                path: self.path.clone(),
+                message: message.clone(),
+            })
     }
 
     /// The variables are those transformers passes: `messages`, `add_generation_prompt`,
@@ -56,13 +64,19 @@ impl ChatTemplate {
         }
         let messages: Vec<Value> = messages.iter().map(message_value).collect();
         context.insert("messages".into(), Value::from(messages));
-        context.insert("add_generation_prompt".into(), Value::from(add_generation_prompt));
+        context.insert(
+            "add_generation_prompt".into(),
+            Value::from(add_generation_prompt),
+        );
         context.insert("tools".into(), Value::from(()));
         context.insert("documents".into(), Value::from(()));
         for (key, value) in extra.into_iter().flatten() {
             context.insert(key.clone(), json_value(value));
         }
-        let render_error = |e: Error| TokenizerError::TemplateRender { path: self.path.clone(), message: describe(&e) };
+        let render_error = |e: Error| TokenizerError::TemplateRender {
+            path: self.path.clone(),
+            message: describe(&e),
+        };
         let template = env.get_template(TEMPLATE_NAME).map_err(render_error)?;
         template.render(context).map_err(render_error)
     }
@@ -141,11 +155,19 @@ impl Object for OrderedMap {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let key = key.as_str()?;
-        self.0.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone())
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.clone())
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Values(self.0.iter().map(|(name, _)| Value::from(name.as_str())).collect())
+        Enumerator::Values(
+            self.0
+                .iter()
+                .map(|(name, _)| Value::from(name.as_str()))
+                .collect(),
+        )
     }
 }
 
@@ -162,21 +184,29 @@ fn message_value(message: &ChatMessage) -> Value {
 fn json_value(json: &Json) -> Value {
     match json {
         Json::Array(items) => Value::from(items.iter().map(json_value).collect::<Vec<_>>()),
-        Json::Object(map) => {
-            Value::from_object(OrderedMap(map.iter().map(|(key, value)| (key.clone(), json_value(value))).collect()))
-        }
+        Json::Object(map) => Value::from_object(OrderedMap(
+            map.iter()
+                .map(|(key, value)| (key.clone(), json_value(value)))
+                .collect(),
+        )),
         scalar => Value::from_serialize(scalar),
     }
 }
 
 /// Prints values as Jinja2 does, through Python's `str()`: `True`, `None`, `2.0`, `['a', 1]`,
 /// `{'k': 1.0}`; undefined prints nothing. Strings print as they are.
-fn python_formatter(out: &mut Output, state: &State, value: &Value) -> std::result::Result<(), Error> {
+fn python_formatter(
+    out: &mut Output,
+    state: &State,
+    value: &Value,
+) -> std::result::Result<(), Error> {
     match value.kind() {
         ValueKind::String | ValueKind::Undefined => minijinja::escape_formatter(out, state, value),
         _ => {
-            let text = pyjson::python_str(value).map_err(|message| Error::new(ErrorKind::InvalidOperation, message))?;
-            out.write_str(&text).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+            let text = pyjson::python_str(value)
+                .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))?;
+            out.write_str(&text)
+                .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
         }
     }
 }
@@ -191,30 +221,47 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<String, Error> {
         sort_keys: kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false),
     };
     kwargs.assert_all_used()?;
-    pyjson::dumps(value, &options).map_err(|message| Error::new(ErrorKind::InvalidOperation, message))
+    pyjson::dumps(value, &options)
+        .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))
 }
 
 /// Python's `indent`: none, a number of spaces (negative counts as 0), or the indent string.
 fn indent_argument(value: Option<Value>) -> std::result::Result<Option<String>, Error> {
-    let Some(value) = value.filter(|v| !v.is_none()) else { return Ok(None) };
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
     if let Some(text) = value.as_str() {
         return Ok(Some(text.to_string()));
     }
     match value.as_i64() {
         Some(n) => Ok(Some(" ".repeat(n.max(0) as usize))),
-        None => Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: indent must be an int or a string, not {value}"))),
+        None => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: indent must be an int or a string, not {value}"),
+        )),
     }
 }
 
 /// Python's `separators`: a pair (item separator, key separator).
-fn separators_argument(value: Option<Value>) -> std::result::Result<Option<(String, String)>, Error> {
-    let Some(value) = value.filter(|v| !v.is_none()) else { return Ok(None) };
-    let parts: Vec<Value> = value.try_iter().map(|iter| iter.collect()).unwrap_or_default();
+fn separators_argument(
+    value: Option<Value>,
+) -> std::result::Result<Option<(String, String)>, Error> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let parts: Vec<Value> = value
+        .try_iter()
+        .map(|iter| iter.collect())
+        .unwrap_or_default();
     match parts.as_slice() {
-        [item, key] if item.as_str().is_some() && key.as_str().is_some() => {
-            Ok(Some((item.as_str().unwrap_or_default().to_string(), key.as_str().unwrap_or_default().to_string())))
-        }
-        _ => Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: separators must be a pair of strings, not {value}"))),
+        [item, key] if item.as_str().is_some() && key.as_str().is_some() => Ok(Some((
+            item.as_str().unwrap_or_default().to_string(),
+            key.as_str().unwrap_or_default().to_string(),
+        ))),
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: separators must be a pair of strings, not {value}"),
+        )),
     }
 }
 
@@ -230,7 +277,8 @@ fn strftime_now(format: String) -> std::result::Result<String, Error> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    strftime::format_unix_seconds(seconds, &format).map_err(|message| Error::new(ErrorKind::InvalidOperation, message))
+    strftime::format_unix_seconds(seconds, &format)
+        .map_err(|message| Error::new(ErrorKind::InvalidOperation, message))
 }
 
 /// minijinja's message plus the template line, on one line.
@@ -252,9 +300,14 @@ mod tests {
     #[test]
     fn generation_tags_become_no_op_blocks() {
         assert_eq!(
-            rewrite_generation_tags("a{%- generation -%}b{{ x }}{% endgeneration %}c{% if y %}{% endif %}"),
+            rewrite_generation_tags(
+                "a{%- generation -%}b{{ x }}{% endgeneration %}c{% if y %}{% endif %}"
+            ),
             "a{%- if true -%}b{{ x }}{% endif %}c{% if y %}{% endif %}"
         );
-        assert_eq!(rewrite_generation_tags("{{ '{%' }} unclosed {% gen"), "{{ '{%' }} unclosed {% gen");
+        assert_eq!(
+            rewrite_generation_tags("{{ '{%' }} unclosed {% gen"),
+            "{{ '{%' }} unclosed {% gen"
+        );
     }
 }
