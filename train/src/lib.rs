@@ -11,3 +11,5 @@ pub mod schedule;
 pub mod accumulate;
 pub mod loss;
 pub mod packing;
+pub mod checkpoint;
+pub mod metrics;
