@@ -685,3 +685,40 @@ fn qwen3_thinking_switch_changes_the_generation_prompt() {
     assert!(ids.contains(&think));
     assert_eq!(qwen.decode(&ids, false).unwrap(), off);
 }
+
+#[test]
+fn in_memory_files_load_and_name_their_source_in_errors() {
+    let dir = asset_dir("smollm2");
+    let tokenizer_json = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+    let config = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap();
+    let generation = r#"{"eos_token_id": [2, 0]}"#;
+    let tokenizer = Tokenizer::from_json_strings(
+        &tokenizer_json,
+        Some(&config),
+        Some(generation),
+        "model.gguf",
+    )
+    .unwrap();
+    assert_eq!(tokenizer.stop_token_ids(), vec![2, 0]);
+    let from_dir = load("smollm2");
+    let chat = [ChatMessage::new("user", "Hi")];
+    assert_eq!(
+        tokenizer.encode_chat(&chat, true, None).unwrap(),
+        from_dir.encode_chat(&chat, true, None).unwrap()
+    );
+
+    let message = Tokenizer::from_json_strings(&tokenizer_json, Some("{"), None, "model.gguf")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("model.gguf (tokenizer_config.json): not valid JSON"),
+        "{message}"
+    );
+    let message = Tokenizer::from_json_strings("[]", None, None, "model.gguf")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("model.gguf (tokenizer.json): not a usable tokenizer.json"),
+        "{message}"
+    );
+}
