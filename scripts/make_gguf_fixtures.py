@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes model/tests/fixtures/gguf/: for each ggml type r1kit dequantizes, a few raw blocks
 (`<type>.blocks`) and gguf-py's dequantization of them (`<type>.f32`, little-endian f32), plus
-manifest.json saying where the blocks came from.
+manifest.json saying where the blocks came from; and whole_tensors.json: for one whole real tensor
+of each quantized type in the asset files, gguf-py's values at 512 spread-out positions and the
+sum of all values (checks indexing over whole tensors, not just single blocks).
 
 Blocks are taken from the real GGUF files of ASSETS.md where the type occurs in them (SmolLM2:
 F32, Q8_0, Q4_1; Qwen2.5-Coder: Q5_0, Q4_K, Q6_K) and are random bytes with finite scales for
@@ -103,6 +105,36 @@ def main():
                          "num_values": int(values.size), "source": origin})
         print(f"{qtype.name:5} {values.size:5} values from {origin}")
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    whole_tensors()
+
+
+# (file, tensor): one per quantized type present, small enough to dequantize quickly.
+WHOLE = [
+    (SMOLLM2, "blk.0.attn_q.weight"),   # Q4_1 (llama: stored permuted, compared as stored)
+    (SMOLLM2, "token_embd.weight"),     # Q8_0
+    (QWEN, "blk.0.attn_k.weight"),      # Q5_0
+    (QWEN, "blk.11.ffn_down.weight"),   # Q4_K
+    (QWEN, "blk.0.ffn_down.weight"),    # Q6_K
+    (QWEN, "blk.0.attn_k.bias"),        # F32
+]
+
+
+def whole_tensors():
+    readers = {}
+    cases = []
+    for path, name in WHOLE:
+        reader = readers.setdefault(path, GGUFReader(path))
+        t = next(t for t in reader.tensors if t.name == name)
+        values = dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32).reshape(-1)
+        positions = np.unique(np.linspace(0, values.size - 1, 512).astype(np.int64))
+        cases.append({
+            "file": path.name, "tensor": name, "type": t.tensor_type.name, "num_values": int(values.size),
+            "positions": positions.tolist(),
+            "values_f32_bits": values[positions].view(np.uint32).tolist(),
+            "sum": float(values.astype(np.float64).sum()),
+        })
+        print(f"whole {name:24} {t.tensor_type.name:5} {values.size} values")
+    (OUT / "whole_tensors.json").write_text(json.dumps(cases) + "\n")
 
 
 if __name__ == "__main__":

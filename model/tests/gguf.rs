@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use r1kit_model::burn::prelude::*;
-use r1kit_model::generate::generate_greedy;
-use r1kit_model::gguf::{convert_gguf_to_hf, dequantize, gguf_tensor_name, load_gguf_model, GgmlType, GgufFile};
+use r1kit_model::gguf::{convert_gguf_to_hf, dequantize, gguf_tensor_name, load_gguf_model, GgmlType, GgufFile, GgufTokenizerSpec};
 use r1kit_model::tokenizer::{ChatMessage, Tokenizer};
-use r1kit_model::{load_model_dir, AttentionMask, Model, ModelConfig, SaveDtype};
+use r1kit_model::{load_model_dir, AttentionMask, KvCache, Model, ModelConfig, SaveDtype};
 use serde_json::{json, Value};
 
 fn asset(relative: &str) -> PathBuf {
@@ -72,6 +71,31 @@ fn dequantization_matches_gguf_py_for_every_supported_type() {
     assert_eq!(covered, wanted);
 }
 
+/// Whole real tensors (reader offsets, block indexing, the parallel split) against gguf-py.
+#[test]
+fn whole_real_tensors_match_gguf_py() {
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixture("whole_tensors.json")).unwrap()).unwrap();
+    let mut files = std::collections::HashMap::new();
+    for case in cases.as_array().unwrap() {
+        let file = case["file"].as_str().unwrap();
+        let gguf = files.entry(file).or_insert_with(|| GgufFile::open(&asset(&format!("models/{file}"))).unwrap());
+        let name = case["tensor"].as_str().unwrap();
+        let values = gguf.read_tensor_f32(name).unwrap();
+        assert_eq!(gguf.tensor(name).unwrap().ggml_type.name(), case["type"].as_str().unwrap());
+        assert_eq!(values.len() as u64, case["num_values"].as_u64().unwrap(), "{name}");
+        let positions = case["positions"].as_array().unwrap();
+        let bits = case["values_f32_bits"].as_array().unwrap();
+        for (p, b) in positions.iter().zip(bits) {
+            let (p, b) = (p.as_u64().unwrap() as usize, b.as_u64().unwrap() as u32);
+            assert_eq!(values[p].to_bits(), b, "{file} {name}[{p}]: {} vs {}", values[p], f32::from_bits(b));
+        }
+        let sum: f64 = values.iter().map(|&v| v as f64).sum();
+        let expected = case["sum"].as_f64().unwrap();
+        assert!((sum - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{name}: sum {sum} vs {expected}");
+    }
+    assert_eq!(files.len(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A minimal GGUF writer, for synthetic files.
 
@@ -106,15 +130,6 @@ impl GgufWriter {
     }
     fn string(&mut self, key: &str, v: &str) -> &mut Self {
         put_str(self.key(key, 8), v);
-        self
-    }
-    fn strings(&mut self, key: &str, items: &[String]) -> &mut Self {
-        let buf = self.key(key, 9);
-        buf.extend(8u32.to_le_bytes());
-        buf.extend((items.len() as u64).to_le_bytes());
-        for s in items {
-            put_str(buf, s);
-        }
         self
     }
     fn tensor(&mut self, name: &str, dims: &[u64], type_id: u32, bytes: &[u8]) -> &mut Self {
@@ -255,6 +270,14 @@ fn wrong_magic_truncation_and_absurd_counts_are_clear_errors() {
     let mut old = good.clone();
     old[4..8].copy_from_slice(&1u32.to_le_bytes());
     assert!(open_err(&old, "v1").contains("version 1 is not supported"));
+    // Version 2 has the same layout as 3 (64-bit counts and lengths) and is read.
+    let dir = scratch("v2");
+    let mut v2 = good.clone();
+    v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+    std::fs::write(dir.join("v2.gguf"), &v2).unwrap();
+    let gguf = GgufFile::open(&dir.join("v2.gguf")).unwrap();
+    assert_eq!((gguf.version(), gguf.read_tensor_f32("a.weight").unwrap()), (2, vec![1.5; 64]));
+    std::fs::remove_dir_all(dir).unwrap();
 
     // Cut inside the header, inside the metadata string, and inside the tensor data.
     let err = open_err(&good[..20], "cut-header");
@@ -511,13 +534,96 @@ fn qwen_gguf_tokenizer_equals_qwen_tokenizer_json_on_the_shared_vocabulary() {
     assert!(ours.stop_token_ids().contains(&151643), "<|endoftext|> stops too: {:?}", ours.stop_token_ids());
 }
 
+/// The tokenizer metadata llama.cpp's converter writes for a Hugging Face tokenizer.json.
+fn spec_like_llama_cpp(tokenizer_json: &Path, pre: &str) -> GgufTokenizerSpec {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(tokenizer_json).unwrap()).unwrap();
+    let mut by_id: std::collections::BTreeMap<u64, (String, i64)> = json["model"]["vocab"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(t, id)| (id.as_u64().unwrap(), (t.clone(), 1)))
+        .collect();
+    for added in json["added_tokens"].as_array().unwrap() {
+        let kind = if added["special"].as_bool().unwrap() { 3 } else { 4 };
+        by_id.insert(added["id"].as_u64().unwrap(), (added["content"].as_str().unwrap().to_string(), kind));
+    }
+    assert_eq!(by_id.keys().last().map(|k| *k as usize + 1), Some(by_id.len()), "ids are dense");
+    let merges = json["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => s.clone(),
+            pair => format!("{} {}", pair[0].as_str().unwrap(), pair[1].as_str().unwrap()),
+        })
+        .collect();
+    GgufTokenizerSpec {
+        model: "gpt2".into(),
+        pre: Some(pre.into()),
+        tokens: by_id.values().map(|(t, _)| t.clone()).collect(),
+        token_types: by_id.values().map(|(_, k)| *k).collect(),
+        merges,
+        bos_id: Some(128000),
+        eos_id: Some(128009),
+        eot_id: None,
+        pad_id: None,
+        unk_id: None,
+        add_bos: true,
+        chat_template: None,
+    }
+}
+
+/// No Llama 3 GGUF is among the assets: its metadata is rebuilt from tokenizer.json as
+/// convert_hf_to_gguf.py writes it (pre-tokenizer `llama-bpe`), then compared on 1,000 strings.
+#[test]
+fn llama_bpe_tokenizer_from_metadata_equals_llama3_tokenizer_json() {
+    let reference = Tokenizer::from_dir(asset("tokenizers/llama3")).unwrap();
+    let files = spec_like_llama_cpp(&asset("tokenizers/llama3/tokenizer.json"), "llama-bpe").to_hf_files().unwrap();
+    let ours = Tokenizer::from_json_strings(&files.tokenizer_json, Some(&files.tokenizer_config_json), Some(&files.generation_config_json), "llama3 metadata").unwrap();
+    let mut tokens = 0;
+    for s in varied_strings(3).iter().chain([&"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n12345 678<|eot_id|>".to_string()]) {
+        let ids = reference.encode(s, false).unwrap();
+        assert_eq!(ours.encode(s, false).unwrap(), ids, "{s:?}");
+        // add_bos_token: the GGUF's BOS goes first
+        assert_eq!(ours.encode(s, true).unwrap(), [&[128000][..], &ids].concat(), "{s:?}");
+        tokens += ids.len();
+    }
+    assert!(tokens > 20_000, "only {tokens} tokens compared");
+    assert_eq!(ours.stop_token_ids(), vec![128009, 128001]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // End to end: the real models answer.
 
+/// Greedy decoding of one prompt on the KV cache (the sampler crate, which depends on this one,
+/// holds the real decoder).
+fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize, stop_ids: &[u32]) -> Vec<u32> {
+    let device = model.device();
+    let (n, h, vocab) = (prompt.len(), model.config.hidden_size, model.config.vocab_size);
+    let mut cache = KvCache::new(&model.config, 1, n + max_new_tokens, &device);
+    let mask = cache.prepare(&vec![true; n], n).unwrap();
+    let positions: Vec<i64> = (0..n as i64).collect();
+    let hidden = model.forward_hidden(prompt, &positions, 1, &mask, Some(&mut cache));
+    let mut last = hidden.slice([0..1, n - 1..n, 0..h]);
+    let mut out = Vec::new();
+    for step in 0..max_new_tokens {
+        let logits = to_vec(model.logits(last));
+        assert_eq!(logits.len(), vocab);
+        let next = (0..vocab).fold(0, |best, i| if logits[i] > logits[best] { i } else { best }) as u32;
+        out.push(next);
+        if stop_ids.contains(&next) || step + 1 == max_new_tokens {
+            break;
+        }
+        let mask = cache.prepare(&[true], 1).unwrap();
+        last = model.forward_hidden(&[next], &[(n + step) as i64], 1, &mask, Some(&mut cache));
+    }
+    out
+}
+
 fn greedy_chat(model: &Model, tokenizer: &Tokenizer, prompt: &str, max_new_tokens: usize) -> (Vec<u32>, String) {
     let ids = tokenizer.encode_chat(&[ChatMessage::new("user", prompt)], true, None).unwrap();
-    let generation = generate_greedy(model, &[ids.clone()], max_new_tokens, &tokenizer.stop_token_ids()).unwrap();
-    let text = tokenizer.decode(&generation[0].tokens, true).unwrap();
+    let tokens = greedy(model, &ids, max_new_tokens, &tokenizer.stop_token_ids());
+    let text = tokenizer.decode(&tokens, true).unwrap();
     (ids, text)
 }
 
