@@ -13,3 +13,5 @@ pub mod loss;
 pub mod packing;
 pub mod checkpoint;
 pub mod metrics;
+pub mod data;
+pub mod eval;
