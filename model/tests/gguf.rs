@@ -207,7 +207,30 @@ fn write_as_gguf(model: &Model, path: &Path) {
         let dims: Vec<u64> = if rows == 1 { vec![cols as u64] } else { vec![cols as u64, rows as u64] };
         w.tensor(&gguf_tensor_name(&name).unwrap(), &dims, 0, &f32_bytes(&values));
     }
+    if let Some(scaling) = &c.rope_scaling {
+        let factors = llama3_rope_factors(c.head_dim, c.rope_theta as f32, scaling);
+        w.tensor("rope_freqs.weight", &[factors.len() as u64], 0, &f32_bytes(&factors));
+    }
     std::fs::write(path, w.finish()).unwrap();
+}
+
+/// convert_hf_to_gguf.py's `rope_freqs` for Llama 3 scaling (torch float32 arithmetic).
+fn llama3_rope_factors(head_dim: usize, theta: f32, s: &r1kit_model::config::Llama3RopeScaling) -> Vec<f32> {
+    let (factor, low, high, old) = (s.factor as f32, s.low_freq_factor as f32, s.high_freq_factor as f32, s.original_max_position_embeddings as f32);
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / theta.powf((2 * i) as f32 / head_dim as f32);
+            let wavelen = 2.0 * std::f32::consts::PI / freq;
+            if wavelen < old / high {
+                1.0
+            } else if wavelen > old / low {
+                factor
+            } else {
+                let smooth = (old / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            }
+        })
+        .collect()
 }
 
 fn tiny_config(arch: &str) -> ModelConfig {
@@ -237,6 +260,34 @@ fn synthetic_gguf_of_each_architecture_loads_back_the_same_parameters() {
             assert_eq!(to_vec(a), to_vec(b), "{arch}: {name}");
         }
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Llama 3.x GGUFs keep their rope scaling only as `rope_freqs.weight`: the config recovers it.
+#[test]
+fn llama3_rope_scaling_is_recovered_from_rope_freqs() {
+    let dir = scratch("llama3-rope");
+    let device = Device::flex();
+    for factor in [8.0, 32.0] {
+        let v = json!({"model_type": "llama", "vocab_size": 40, "hidden_size": 128, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-5,
+            "rope_theta": 500000.0, "tie_word_embeddings": true, "max_position_embeddings": 131072, "torch_dtype": "float32",
+            "rope_scaling": {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192}});
+        let config = ModelConfig::from_json(&v).unwrap();
+        let path = dir.join(format!("llama3-{factor}.gguf"));
+        write_as_gguf(&Model::init_random(config.clone(), &device, 0.1, 3), &path);
+        assert_eq!(GgufFile::open(&path).unwrap().model_config().unwrap(), config);
+    }
+    // divisors no Llama 3 setting produces: an error, not a silently wrong rope
+    let v = json!({"model_type": "llama", "vocab_size": 40, "hidden_size": 128, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 3.0,
+            "original_max_position_embeddings": 1000}});
+    let path = dir.join("odd.gguf");
+    write_as_gguf(&Model::init_random(ModelConfig::from_json(&v).unwrap(), &device, 0.1, 3), &path);
+    let err = GgufFile::open(&path).unwrap().model_config().unwrap_err().to_string();
+    assert!(err.contains("rope_freqs.weight (factor 8) does not match Llama 3 rope scaling"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

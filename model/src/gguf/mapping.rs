@@ -81,6 +81,51 @@ pub trait MetadataSource {
     fn meta_str(&self, key: &str) -> Result<Option<&str>, String>;
     fn has_tensor(&self, name: &str) -> bool;
     fn vocab_len(&self) -> Option<usize>;
+    /// A (small) tensor's values, or `None` when absent.
+    fn tensor_values(&self, name: &str) -> Result<Option<Vec<f32>>, String>;
+}
+
+/// Llama 3.x files carry their rope scaling only as `rope_freqs.weight`, the per-frequency
+/// divisors convert_hf_to_gguf.py computed from (factor, low/high_freq_factor, original context).
+/// Recovers those parameters: the largest divisor is the factor, the others are searched among
+/// the values Llama 3 models use and must reproduce every divisor.
+pub fn llama3_scaling_from_rope_freqs(rope_freqs: &[f32], head_dim: usize, rope_theta: f64) -> Result<Option<Value>, String> {
+    if rope_freqs.len() != head_dim / 2 {
+        return Err(format!("rope_freqs.weight has {} values, head_dim {head_dim} needs {}", rope_freqs.len(), head_dim / 2));
+    }
+    let factor = rope_freqs.iter().copied().fold(f32::MIN, f32::max) as f64;
+    if rope_freqs.iter().all(|&f| f == 1.0) {
+        return Ok(None);
+    }
+    let divisors = |low: f64, high: f64, old_ctx: f64| -> Vec<f64> {
+        (0..head_dim / 2)
+            .map(|i| {
+                let freq = 1.0 / rope_theta.powf((2 * i) as f64 / head_dim as f64);
+                let wavelen = 2.0 * std::f64::consts::PI / freq;
+                if wavelen < old_ctx / high {
+                    1.0
+                } else if wavelen > old_ctx / low {
+                    factor
+                } else {
+                    let smooth = (old_ctx / wavelen - low) / (high - low);
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                }
+            })
+            .collect()
+    };
+    for old_ctx in [8192.0, 4096.0, 2048.0, 16384.0, 32768.0, 65536.0, 131072.0] {
+        for (low, high) in [(1.0, 4.0), (1.0, 2.0), (1.0, 8.0), (2.0, 4.0), (2.0, 8.0)] {
+            let fits = divisors(low, high, old_ctx)
+                .iter()
+                .zip(rope_freqs)
+                .all(|(want, &got)| (want - got as f64).abs() <= 1e-4 * want.abs());
+            if fits {
+                return Ok(Some(json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                    "high_freq_factor": high, "original_max_position_embeddings": old_ctx as u64})));
+            }
+        }
+    }
+    Err(format!("rope_freqs.weight (factor {factor}) does not match Llama 3 rope scaling for any usual low/high frequency factors and original context"))
 }
 
 /// A Hugging Face `config.json` value built from `{arch}.*` metadata, for `ModelConfig::from_json`.
@@ -98,12 +143,9 @@ pub fn hf_config_json(meta: &impl MetadataSource) -> Result<Value, String> {
             return Err(format!("'{}' is '{kind}': rope scaling other than none is not supported", key("rope.scaling.type")));
         }
     }
-    if meta.has_tensor("rope_freqs.weight") {
-        return Err("tensor 'rope_freqs.weight' (Llama 3.1-style rope scaling) is not supported".into());
-    }
-
     let hidden = required("embedding_length")?;
     let heads = required("attention.head_count")?;
+    let rope_theta = meta.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
     let vocab = match meta.vocab_len() {
         Some(n) => n as u64,
         None => meta.meta_u64(&key("vocab_size"))?.ok_or("no 'tokenizer.ggml.tokens' and no vocab_size")?,
@@ -116,13 +158,20 @@ pub fn hf_config_json(meta: &impl MetadataSource) -> Result<Value, String> {
     c.insert("num_hidden_layers".into(), required("block_count")?.into());
     c.insert("num_attention_heads".into(), heads.into());
     c.insert("num_key_value_heads".into(), meta.meta_u64(&key("attention.head_count_kv"))?.unwrap_or(heads).into());
-    if let Some(head_dim) = meta.meta_u64(&key("attention.key_length"))? {
+    let key_length = meta.meta_u64(&key("attention.key_length"))?;
+    if let Some(head_dim) = key_length {
         c.insert("head_dim".into(), head_dim.into());
+    }
+    if let Some(rope_freqs) = meta.tensor_values("rope_freqs.weight")? {
+        let head_dim = key_length.unwrap_or(hidden / heads.max(1)) as usize;
+        if let Some(scaling) = llama3_scaling_from_rope_freqs(&rope_freqs, head_dim, rope_theta)? {
+            c.insert("rope_scaling".into(), scaling);
+        }
     }
     if let Some(eps) = meta.meta_f64(&key("attention.layer_norm_rms_epsilon"))? {
         c.insert("rms_norm_eps".into(), eps.into());
     }
-    c.insert("rope_theta".into(), meta.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0).into());
+    c.insert("rope_theta".into(), rope_theta.into());
     if let Some(ctx) = meta.meta_u64(&key("context_length"))? {
         c.insert("max_position_embeddings".into(), ctx.into());
     }

@@ -278,6 +278,12 @@ impl mapping::MetadataSource for GgufFile {
     fn has_tensor(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
     }
+    fn tensor_values(&self, name: &str) -> std::result::Result<Option<Vec<f32>>, String> {
+        if !self.has_tensor(name) {
+            return Ok(None);
+        }
+        self.read_tensor_f32(name).map(Some).map_err(|e| e.to_string())
+    }
     /// The embedding's rows (what the weights need), else the token list's length.
     fn vocab_len(&self) -> Option<usize> {
         match self.tensor("token_embd.weight") {
