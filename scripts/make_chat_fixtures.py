@@ -52,6 +52,15 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "<think>\nSplit on spaces.\n</think>\n\nThere are 6 words."},
         {"role": "user", "content": "Now in French, s'il vous plaît."},
     ],
+    # Tool results (role "tool"), two in a row, between assistant turns.
+    "tool_results": [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "Compute 17 * 23 and 391 / 17."},
+        {"role": "assistant", "content": "I will use the calculator twice."},
+        {"role": "tool", "content": "391"},
+        {"role": "tool", "content": "23"},
+        {"role": "assistant", "content": "17 * 23 = 391 and 391 / 17 = 23."},
+    ],
     # A final assistant turn with its reasoning: Qwen3 keeps it after the last user turn.
     "ends_with_reasoning": [
         {"role": "system", "content": SYSTEM},
@@ -69,8 +78,8 @@ TEXTS = [
 ]
 
 
-def cases_for(tok):
-    template = tok.chat_template or ""
+def cases_for(tok, chat_template=None):
+    template = chat_template or tok.chat_template or ""
     uses_thinking = "enable_thinking" in template
     cases = []
     for name, messages in CONVERSATIONS.items():
@@ -78,8 +87,12 @@ def cases_for(tok):
             extras = [{}]
             if uses_thinking:
                 extras = [{}, {"enable_thinking": False}, {"enable_thinking": True}]
+            if "tools" in template and name in ("single_user", "system_user", "tool_results"):
+                extras.append({"tools": TOOLS})
             for extra in extras:
                 kwargs = dict(extra, date_string=DATE_STRING)
+                if chat_template is not None:
+                    kwargs["chat_template"] = chat_template
                 text = tok.apply_chat_template(
                     messages, add_generation_prompt=add_generation_prompt, tokenize=False, **kwargs
                 )
@@ -87,6 +100,7 @@ def cases_for(tok):
                     messages, add_generation_prompt=add_generation_prompt, tokenize=True,
                     return_dict=False, **kwargs
                 )
+                kwargs.pop("chat_template", None)
                 if hasattr(ids, "input_ids"):
                     ids = ids["input_ids"]
                 ids = [int(i) for i in ids]
@@ -221,6 +235,23 @@ def synthetic_cases(tok):
     return cases
 
 
+# Qwen2.5's chat template (default system prompt, tools) is in the Qwen2.5-Coder GGUF's metadata;
+# Qwen2.5 and Qwen3 share the vocabulary, so it renders through the Qwen3 tokenizer.json.
+QWEN25_GGUF = ROOT / "assets" / "models" / "Qwen2.5-Coder-0.5B-Instruct.gguf"
+
+
+def gguf_chat_template(path):
+    from gguf import GGUFReader  # pip install gguf; only needed for this fixture
+
+    field = GGUFReader(str(path)).fields["tokenizer.chat_template"]
+    return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def write_fixture(path, fixture):
+    path.write_text(json.dumps(fixture, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"{path}: {len(fixture['cases'])} cases")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=pathlib.Path, default=ASSETS, help="folder of tokenizer folders")
@@ -246,6 +277,20 @@ def main():
         path = out / f"{name}.json"
         path.write_text(json.dumps(fixture, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         print(f"{path}: {len(fixture['cases'])} conversations, {len(fixture['encodings'])} encodings")
+        if name == "qwen3" and QWEN25_GGUF.exists():
+            template = gguf_chat_template(QWEN25_GGUF)
+            write_fixture(out / "qwen2_5.json", {
+                "tokenizer": name,
+                "chat_template_source": f"tokenizer.chat_template of {QWEN25_GGUF.name}",
+                "chat_template": template,
+                "made_by": "scripts/make_chat_fixtures.py",
+                "transformers_version": transformers.__version__,
+                "tokenizers_version": tokenizers.__version__,
+                "jinja2_version": jinja2.__version__,
+                "vocab_size_with_added": len(tok),
+                "cases": cases_for(tok, chat_template=template),
+                "encodings": [],
+            })
         if name == "smollm2":
             synthetic = {
                 "tokenizer": name,

@@ -51,6 +51,11 @@ impl Drop for TempDir {
 
 #[derive(Deserialize)]
 struct Fixture {
+    /// The folder under assets/tokenizers.
+    tokenizer: String,
+    /// A template used instead of the tokenizer's own (Qwen2.5's, through Qwen3's vocabulary).
+    #[serde(default)]
+    chat_template: Option<String>,
     transformers_version: String,
     vocab_size_with_added: usize,
     cases: Vec<ChatCase>,
@@ -136,9 +141,32 @@ fn chat_mismatches(tokenizer: &Tokenizer, cases: &[ChatCase]) -> Vec<String> {
     mismatches
 }
 
+/// The fixture's tokenizer, with its chat template replaced when the fixture carries one.
+fn fixture_tokenizer(fixture: &Fixture, scratch: &TempDir) -> Tokenizer {
+    let Some(template) = &fixture.chat_template else {
+        return load(&fixture.tokenizer);
+    };
+    let dir = asset_dir(&fixture.tokenizer);
+    let mut config: Map<String, Json> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    config.insert("chat_template".into(), json!(template));
+    let config_path = scratch.write(
+        "tokenizer_config.json",
+        serde_json::to_string(&config).unwrap(),
+    );
+    Tokenizer::from_files(
+        dir.join("tokenizer.json"),
+        Some(&config_path),
+        None::<&Path>,
+    )
+    .unwrap()
+}
+
 fn check_against_transformers(name: &str) {
     let fixture: Fixture = read_fixture(&format!("{name}.json"));
-    let tokenizer = load(name);
+    let scratch = TempDir::new(&format!("fixture-{name}"));
+    let tokenizer = fixture_tokenizer(&fixture, &scratch);
     assert!(tokenizer.has_chat_template());
     assert_eq!(
         tokenizer.vocab_size(),
@@ -190,6 +218,12 @@ fn smollm2_matches_transformers() {
 #[test]
 fn qwen3_matches_transformers() {
     check_against_transformers("qwen3");
+}
+
+/// Qwen2.5's template (default system prompt, tools) from the Qwen2.5-Coder GGUF's metadata.
+#[test]
+fn qwen2_5_template_matches_transformers() {
+    check_against_transformers("qwen2_5");
 }
 
 #[test]
