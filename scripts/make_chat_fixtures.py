@@ -6,7 +6,13 @@ few conversations, the rendered chat string and its token ids as transformers pr
 plain encodings of a few texts. model/tests/chat_template.rs compares r1kit's tokenizer with them
 exactly.
 
-Needs only `pip install transformers jinja2` (no torch). Usage, from the repository root:
+Also writes qwen2_5.json (Qwen2.5's template, read from the Qwen2.5-Coder GGUF's metadata, rendered
+through the Qwen3 tokenizer.json that shares its vocabulary) and templates.json (templates written
+to exercise tojson, Python methods and printing, namespaces, whitespace control, raise_exception).
+
+Needs `pip install transformers jinja2 gguf` (no torch; gguf only for qwen2_5.json). The committed
+fixtures were made with transformers 5.17.0, the version on the GPU machine. Usage, from the
+repository root:
     python3 scripts/make_chat_fixtures.py
 """
 import argparse
