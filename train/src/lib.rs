@@ -15,3 +15,4 @@ pub mod checkpoint;
 pub mod metrics;
 pub mod data;
 pub mod eval;
+pub mod init;
