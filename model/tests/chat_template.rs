@@ -756,3 +756,29 @@ fn in_memory_files_load_and_name_their_source_in_errors() {
         "{message}"
     );
 }
+
+#[test]
+fn template_errors_on_odd_input_are_errors_not_panics() {
+    // Qwen3's template reads messages[0].role: with no messages Jinja2 raises UndefinedError too.
+    let qwen = load("qwen3");
+    let err = qwen.apply_chat_template(&[], true, None).unwrap_err();
+    assert!(
+        matches!(err, TokenizerError::TemplateRender { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("tokenizer_config.json") && !message.contains('\n'),
+        "{message}"
+    );
+    // Empty content and unusual roles render.
+    let odd = [
+        ChatMessage::new("user", ""),
+        ChatMessage::new("narrator", "…"),
+    ];
+    for name in ["smollm2", "qwen3", "llama3"] {
+        load(name)
+            .encode_chat(&odd, true, None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
