@@ -16,3 +16,5 @@ pub mod metrics;
 pub mod data;
 pub mod eval;
 pub mod init;
+pub mod config;
+pub mod rng;
