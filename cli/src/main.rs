@@ -20,6 +20,8 @@ enum Command {
     Reward(r1kit_rewards::RewardArgs),
     /// Inspect datasets and generate tasks.
     Data(r1kit_datasets::DataArgs),
+    /// GRPO training (R1-Zero style RL with rule rewards).
+    Grpo(r1kit_grpo::command::GrpoArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -31,6 +33,7 @@ fn main() {
         Command::Generate(args) => generate::run(&args),
         Command::Reward(args) => r1kit_rewards::run_reward(&args),
         Command::Data(args) => r1kit_datasets::run_data(&args),
+        Command::Grpo(args) => r1kit_grpo::command::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
     if let Err(e) = result {

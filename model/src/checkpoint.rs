@@ -13,8 +13,8 @@ use crate::error::{ModelError, Result};
 use crate::transformer::Model;
 
 /// Files copied along with the weights when a model directory is saved.
-pub const TOKENIZER_FILES: [&str; 4] =
-    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
+pub const TOKENIZER_FILES: [&str; 5] =
+    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"];
 
 /// Storage dtype for saved weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

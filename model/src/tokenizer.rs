@@ -197,6 +197,30 @@ impl Tokenizer {
         Ok(tokenizer)
     }
 
+    /// Writes tokenizer.json, tokenizer_config.json (special tokens, chat template) and
+    /// generation_config.json (stop ids) into `dir`, so that `from_dir` reads the same tokenizer
+    /// back (used when the source was not a directory, e.g. a GGUF file).
+    pub fn save_to_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let write = |name: &str, text: String| -> Result<()> {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| TokenizerError::Read { path, source })
+        };
+        let json = self.inner.to_string(true).map_err(|e| TokenizerError::Load { path: dir.join("tokenizer.json"), message: one_line(&e.to_string()) })?;
+        write("tokenizer.json", json)?;
+        let mut config = serde_json::Map::new();
+        for (field, token) in &self.special_tokens {
+            config.insert(field.clone(), Json::String(token.clone()));
+        }
+        if let Some(t) = &self.chat_template {
+            config.insert("chat_template".into(), Json::String(t.source().to_string()));
+        }
+        write("tokenizer_config.json", serde_json::to_string_pretty(&Json::Object(config)).expect("JSON"))?;
+        let eos = self.stop_token_ids();
+        write("generation_config.json", serde_json::json!({ "eos_token_id": eos }).to_string())?;
+        Ok(())
+    }
+
     fn from_tokenizer_json_bytes(tokenizer_path: PathBuf, bytes: &[u8]) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Load {
             path: tokenizer_path.clone(),

@@ -50,6 +50,11 @@ impl ChatTemplate {
 
     /// The variables are those transformers passes: `messages`, `add_generation_prompt`,
     /// `tools` and `documents` (none), the named special tokens, then `extra` over them.
+    /// The template text as it was read.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
     pub(crate) fn render(
         &self,
         messages: &[ChatMessage],

@@ -1,0 +1,464 @@
+//! The GRPO loop: prompts -> G completions each (sampler) -> rewards -> advantages -> the policy
+//! update (update.rs) -> metrics, samples, held-out evaluation and checkpoints. Each step is a
+//! function of (weights, optimizer state, data position, seed, step), all of which a checkpoint
+//! holds, so a resumed run continues the same trajectory.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use r1kit_model::pretrained::{load_pretrained, stop_token_ids};
+use r1kit_model::tokenizer::Tokenizer;
+use r1kit_model::{Model, SaveDtype};
+use r1kit_rewards::{RewardRegistry, WeightedRewards};
+use r1kit_sampler::{sample, Completion, FinishReason, SamplingParams};
+use r1kit_train::checkpoint::{latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, TrainerState};
+use r1kit_train::data::{eval_items, EvalItem};
+use r1kit_train::eval::{evaluate, write_results, EvalOptions, EvalReport, CORRECT_AT};
+use r1kit_train::metrics::{non_finite, MetricsLog};
+use r1kit_train::optim::{AdamW, AdamWConfig};
+use r1kit_train::params::Freeze;
+use r1kit_train::schedule::Schedule;
+use serde_json::{json, Map, Value};
+
+use crate::advantages::{advantages, zero_variance_groups};
+use crate::config::{reward_name, GrpoConfig, KlPlacement};
+use crate::kl::kl_estimate_scalar;
+use crate::loss::ClipConfig;
+use crate::update::{batch_logprobs_of, policy_update, StepSequences, UpdateConfig};
+
+/// A small deterministic generator for data order and the shuffled-reward control.
+#[derive(Debug, Clone)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// The order of the training prompts in `epoch` (a function of seed and epoch only).
+fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    SplitMix(seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407)).shuffle(&mut order);
+    order
+}
+
+/// Summary of a finished run, for recipes and reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrpoSummary {
+    pub steps: u64,
+    pub final_dir: PathBuf,
+    pub initial_eval: Option<EvalReport>,
+    pub final_eval: Option<EvalReport>,
+    pub final_mean_reward: Option<f64>,
+}
+
+struct Run<'a> {
+    config: &'a GrpoConfig,
+    tokenizer: Tokenizer,
+    rewards: WeightedRewards,
+    accuracy_index: usize,
+    format_index: Option<usize>,
+    train: Vec<EvalItem>,
+    heldout: Vec<EvalItem>,
+    stop_ids: Vec<u32>,
+    reference: Option<Model>,
+    out: PathBuf,
+    tokenizer_dir: Option<PathBuf>,
+}
+
+pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
+    let device = r1kit_model::device::parse_device(&config.model.device)?;
+    let out = config.run.out.clone();
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run directory", out.display()))?;
+    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(config)?).context("writing the resolved config")?;
+
+    let (initial, tokenizer) = load_pretrained(&config.model.path, config.model.tokenizer.as_deref(), &device)
+        .with_context(|| format!("model.path {}", config.model.path.display()))?;
+    let registry = RewardRegistry::with_builtins();
+    let weights = if config.rewards.weights.is_empty() { vec![1.0; config.rewards.rewards.len()] } else { config.rewards.weights.clone() };
+    let rewards = registry.build_weighted(&config.rewards.rewards, &weights).context("rewards")?;
+    let names: Vec<&str> = config.rewards.rewards.iter().map(|s| reward_name(s)).collect();
+    let accuracy_index = config.rewards.accuracy.as_deref().map(|a| names.iter().position(|n| *n == a).expect("validated")).unwrap_or(0);
+    let format_index = config.rewards.format.as_deref().and_then(|f| names.iter().position(|n| *n == f));
+
+    let load_items = |spec: &str, what: &str| -> Result<Vec<EvalItem>> {
+        let records = r1kit_datasets::load_records(spec).with_context(|| format!("data.{what} '{spec}'"))?;
+        eval_items(&tokenizer, &config.data.template, &records)
+    };
+    let train = load_items(&config.data.train, "train")?;
+    if train.is_empty() {
+        bail!("data.train '{}' holds no prompts", config.data.train);
+    }
+    let mut heldout = match &config.data.heldout {
+        Some(spec) => load_items(spec, "heldout")?,
+        None => vec![],
+    };
+    heldout.truncate(config.run.eval_limit);
+    let stop_ids = stop_token_ids(&initial, &tokenizer);
+    let tokenizer_dir = if config.model.path.is_dir() { Some(config.model.path.clone()) } else { None };
+    let run = Run {
+        config,
+        reference: (config.algorithm.beta > 0.0).then(|| initial.clone()),
+        tokenizer,
+        rewards,
+        accuracy_index,
+        format_index,
+        train,
+        heldout,
+        stop_ids,
+        out: out.clone(),
+        tokenizer_dir,
+    };
+    run.train_loop(initial, &device)
+}
+
+impl Run<'_> {
+    fn checkpoints(&self) -> PathBuf {
+        self.out.join("checkpoints")
+    }
+
+    fn eval(&self, model: &Model, tag: &str) -> Result<Option<EvalReport>> {
+        if self.heldout.is_empty() {
+            return Ok(None);
+        }
+        let r = &self.config.run;
+        let params = SamplingParams {
+            temperature: r.eval_temperature,
+            max_new_tokens: self.config.rollout.max_new_tokens,
+            stop_token_ids: self.stop_ids.clone(),
+            stop_strings: self.config.rollout.stop_strings.clone(),
+            seed: r.seed ^ 0xE7A1,
+            ..Default::default()
+        };
+        let options = EvalOptions {
+            samples: r.eval_samples.max(1),
+            params,
+            prompts_per_batch: 32,
+            accuracy_reward: self.accuracy_index,
+            format_reward: self.format_index,
+        };
+        let (report, results) = evaluate(model, &self.tokenizer, &self.heldout, &self.rewards, &options)?;
+        write_results(&self.out.join(format!("eval-{tag}.jsonl")), &results)?;
+        Ok(Some(report))
+    }
+
+    fn train_loop(&self, initial: Model, device: &r1kit_model::burn::prelude::Device) -> Result<GrpoSummary> {
+        let c = self.config;
+        let adam = AdamWConfig { lr: c.optim.lr, beta1: c.optim.beta1, beta2: c.optim.beta2, eps: c.optim.eps, weight_decay: c.optim.weight_decay };
+        let schedule = Schedule { kind: c.optim.schedule, warmup_steps: c.optim.warmup_steps, total_steps: c.run.steps };
+        let update = UpdateConfig {
+            clip: ClipConfig { eps_low: c.algorithm.eps_low, eps_high: c.algorithm.eps_high, dual_clip: c.algorithm.dual_clip },
+            aggregation: c.algorithm.aggregation,
+            beta: if c.algorithm.kl_in == KlPlacement::Loss { c.algorithm.beta } else { 0.0 },
+            kl_estimator: c.algorithm.kl_estimator,
+            mu: c.algorithm.mu,
+            micro_batch_tokens: c.optim.micro_batch_tokens,
+            max_completion_length: c.rollout.max_new_tokens,
+            max_grad_norm: (c.optim.max_grad_norm > 0.0).then_some(c.optim.max_grad_norm),
+            freeze: Freeze::default(),
+        };
+
+        // Resume from the last checkpoint when there is one.
+        let (mut model, mut optimizer, mut state) = match latest_checkpoint(&self.checkpoints())? {
+            Some(dir) => {
+                let (m, o, s) = load_checkpoint(&dir, device)?;
+                eprintln!("grpo: resuming from {} (step {})", dir.display(), s.step);
+                (m, o, s)
+            }
+            None => (
+                initial,
+                AdamW::new(adam),
+                TrainerState {
+                    step: 0,
+                    epoch: 0,
+                    position: 0,
+                    data_seed: c.run.seed,
+                    rng_state: c.run.seed,
+                    optimizer: adam,
+                    optimizer_step: 0,
+                    best: None,
+                    metrics: Value::Null,
+                },
+            ),
+        };
+        let resumed = state.step > 0;
+        let mut metrics = MetricsLog::open(&self.out.join("metrics.jsonl"), resumed.then_some(state.step))?;
+        let initial_eval = if resumed { None } else { self.eval(&model, "step-0")? };
+        if let Some(e) = &initial_eval {
+            eprintln!("grpo: held-out before training: accuracy {:.3}, format {:?}", e.accuracy, e.format_rate);
+            let mut m = Map::new();
+            m.insert("step".into(), json!(0));
+            m.insert("heldout_accuracy".into(), json!(e.accuracy));
+            m.insert("heldout_format_rate".into(), json!(e.format_rate));
+            m.insert("heldout_pass_at_k".into(), json!(e.pass_at_k));
+            metrics.write(&m)?;
+        }
+        let mut last_mean_reward = None;
+        let mut final_eval = None;
+        while state.step < c.run.steps {
+            let step = state.step;
+            let t_step = Instant::now();
+            let mut record = Map::new();
+            record.insert("step".into(), json!(step + 1));
+
+            // Rollouts, with dynamic sampling when asked.
+            let mut kept: Vec<(usize, Vec<Completion>, Vec<r1kit_rewards::CompositeOutput>)> = Vec::new();
+            let (mut t_generate, mut t_score) = (0.0, 0.0);
+            let (mut zero_var_groups, mut groups_seen) = (0usize, 0usize);
+            let rounds = if c.algorithm.dynamic_sampling { 1 + c.algorithm.max_resample_rounds } else { 1 };
+            for round in 0..rounds {
+                let need = c.rollout.prompts_per_step - kept.len();
+                if need == 0 {
+                    break;
+                }
+                let indices = self.next_prompts(&mut state, need);
+                let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| self.train[i].prompt_tokens.clone()).collect();
+                let params = self.sampling_params(step, round);
+                let t = Instant::now();
+                let completions = sample(&model, &self.tokenizer, &prompts, c.rollout.group, &params).context("sampling rollouts")?;
+                t_generate += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let pairs: Vec<(&str, &r1kit_rewards::Record)> =
+                    completions.iter().map(|x| (x.text.as_str(), &self.train[indices[x.prompt_index]].reward_record)).collect();
+                let scores = self.rewards.score_batch(&pairs).context("scoring rollouts")?;
+                t_score += t.elapsed().as_secs_f64();
+                let g = c.rollout.group;
+                let acc: Vec<f64> = scores.iter().map(|s| s.values[self.accuracy_index].1).collect();
+                let flat = zero_variance_groups(&acc, g);
+                for (p, &index) in indices.iter().enumerate() {
+                    groups_seen += 1;
+                    zero_var_groups += flat[p] as usize;
+                    if c.algorithm.dynamic_sampling && flat[p] && round + 1 < rounds {
+                        continue;
+                    }
+                    kept.push((index, completions[p * g..(p + 1) * g].to_vec(), scores[p * g..(p + 1) * g].to_vec()));
+                }
+            }
+            let g = c.rollout.group;
+            let all: Vec<&Completion> = kept.iter().flat_map(|(_, cs, _)| cs.iter()).collect();
+            let scores: Vec<&r1kit_rewards::CompositeOutput> = kept.iter().flat_map(|(_, _, s)| s.iter()).collect();
+            let mut totals: Vec<f64> = scores.iter().map(|s| s.total).collect();
+            if c.algorithm.shuffle_rewards {
+                SplitMix(c.run.seed ^ (step + 1).wrapping_mul(0x5851_F42D_4C95_7F2D)).shuffle(&mut totals);
+            }
+
+            // Sequences: prompt + completion; truncated completions masked when asked.
+            let prompt_tokens: Vec<&[u32]> = kept.iter().flat_map(|(i, cs, _)| cs.iter().map(move |_| self.train[*i].prompt_tokens.as_slice())).collect();
+            let completion_tokens: Vec<&[u32]> = all.iter().map(|x| x.tokens.as_slice()).collect();
+
+            // KL folded into the reward: beta * sum of per-token estimates, before advantages.
+            let mut t_reference = 0.0;
+            if c.algorithm.beta > 0.0 && c.algorithm.kl_in == KlPlacement::Reward {
+                let t = Instant::now();
+                let reference = self.reference.as_ref().expect("reference loaded when beta > 0");
+                let pol = batch_logprobs_of(&model, &prompt_tokens, &completion_tokens, c.optim.micro_batch_tokens);
+                let refl = batch_logprobs_of(reference, &prompt_tokens, &completion_tokens, c.optim.micro_batch_tokens);
+                for (i, (p, r)) in pol.iter().zip(&refl).enumerate() {
+                    let kl: f64 = p.iter().zip(r).map(|(&a, &b)| kl_estimate_scalar(a as f64, b as f64, c.algorithm.kl_estimator)).sum();
+                    totals[i] -= c.algorithm.beta * kl;
+                }
+                t_reference = t.elapsed().as_secs_f64();
+            }
+            let adv = advantages(&totals, g, c.algorithm.advantage);
+            let mut sequences = StepSequences::new(&prompt_tokens, &completion_tokens, adv.clone());
+            sequences.sampler_logprobs = Some(all.iter().map(|x| x.logprobs.clone()).collect());
+            if c.algorithm.mask_truncated {
+                for (e, x) in sequences.examples.iter_mut().zip(&all) {
+                    if x.finish_reason == FinishReason::Length {
+                        e.trained.iter_mut().for_each(|t| *t = false);
+                    }
+                }
+            }
+
+            let lr = schedule.lr(c.optim.lr, step);
+            let t = Instant::now();
+            let (next, stats) = policy_update(model.clone(), &mut optimizer, &sequences, self.reference.as_ref(), &update, lr);
+            let t_train = t.elapsed().as_secs_f64();
+
+            // Metrics of the step.
+            let names = self.rewards.names();
+            for (k, name) in names.iter().enumerate() {
+                let v: Vec<f64> = scores.iter().map(|s| s.values[k].1).collect();
+                record.insert(format!("reward/{name}/mean"), json!(mean(&v)));
+                record.insert(format!("reward/{name}/std"), json!(std(&v)));
+            }
+            let reward_mean = mean(&scores.iter().map(|s| s.total).collect::<Vec<_>>());
+            last_mean_reward = Some(reward_mean);
+            record.insert("reward/total/mean".into(), json!(reward_mean));
+            record.insert("accuracy".into(), json!(mean(&scores.iter().map(|s| (s.values[self.accuracy_index].1 >= CORRECT_AT) as u8 as f64).collect::<Vec<_>>())));
+            if let Some(f) = self.format_index {
+                record.insert("format_rate".into(), json!(mean(&scores.iter().map(|s| (s.values[f].1 >= CORRECT_AT) as u8 as f64).collect::<Vec<_>>())));
+            }
+            record.insert("advantage/mean".into(), json!(mean(&adv)));
+            record.insert("advantage/std".into(), json!(std(&adv)));
+            record.insert("advantage/min".into(), json!(adv.iter().cloned().fold(f64::INFINITY, f64::min)));
+            record.insert("advantage/max".into(), json!(adv.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
+            let zero_var = zero_var_groups as f64 / groups_seen.max(1) as f64;
+            record.insert("zero_variance_groups".into(), json!(zero_var));
+            let lengths: Vec<f64> = all.iter().map(|x| x.tokens.len() as f64).collect();
+            record.insert("completion_length/mean".into(), json!(mean(&lengths)));
+            record.insert("completion_length/min".into(), json!(lengths.iter().cloned().fold(f64::INFINITY, f64::min)));
+            record.insert("completion_length/max".into(), json!(lengths.iter().cloned().fold(0.0, f64::max)));
+            let truncation = mean(&all.iter().map(|x| (x.finish_reason == FinishReason::Length) as u8 as f64).collect::<Vec<_>>());
+            record.insert("truncation_rate".into(), json!(truncation));
+            record.insert("loss".into(), json!(stats.loss));
+            record.insert("kl".into(), json!(stats.kl));
+            record.insert("clip_fraction/low".into(), json!(stats.clip_low));
+            record.insert("clip_fraction/high".into(), json!(stats.clip_high));
+            record.insert("grad_norm".into(), json!(stats.grad_norm));
+            record.insert("sampler_trainer_logprob_gap".into(), json!(stats.sampler_logprob_gap));
+            record.insert("lr".into(), json!(lr));
+            record.insert("groups".into(), json!(kept.len()));
+            record.insert("time/generate_s".into(), json!(t_generate));
+            record.insert("time/score_s".into(), json!(t_score));
+            record.insert("time/reference_s".into(), json!(t_reference));
+            record.insert("time/train_s".into(), json!(t_train));
+
+            let bad = non_finite(&[("loss", stats.loss), ("grad_norm", stats.grad_norm), ("reward", reward_mean)]);
+            if !bad.is_empty() {
+                bail!(
+                    "step {}: non-finite {} — stopping; the last good checkpoint is kept in {}",
+                    step + 1,
+                    bad.join(", "),
+                    self.checkpoints().display()
+                );
+            }
+            model = next;
+            state.step += 1;
+            state.optimizer_step = optimizer.step;
+
+            // Alarms the user sees.
+            if truncation > 0.2 {
+                eprintln!("grpo: warning: step {}: {:.0}% of completions hit max_new_tokens ({})", step + 1, truncation * 100.0, c.rollout.max_new_tokens);
+            }
+            if zero_var > 0.5 {
+                eprintln!("grpo: warning: step {}: {:.0}% of groups have equal rewards (no learning signal)", step + 1, zero_var * 100.0);
+            }
+
+            if c.run.samples_every > 0 && state.step % c.run.samples_every == 0 {
+                self.write_samples(state.step, &kept)?;
+            }
+            let last = state.step == c.run.steps;
+            if (c.run.eval_every > 0 && state.step % c.run.eval_every == 0) || last {
+                if let Some(e) = self.eval(&model, &format!("step-{}", state.step))? {
+                    record.insert("heldout_accuracy".into(), json!(e.accuracy));
+                    record.insert("heldout_format_rate".into(), json!(e.format_rate));
+                    record.insert("heldout_pass_at_k".into(), json!(e.pass_at_k));
+                    if state.best.is_none_or(|(_, b)| e.accuracy > b) {
+                        state.best = Some((state.step, e.accuracy));
+                    }
+                    if last {
+                        final_eval = Some(e);
+                    }
+                }
+            }
+            record.insert("time/step_s".into(), json!(t_step.elapsed().as_secs_f64()));
+            eprintln!(
+                "grpo step {}/{}: reward {:.3} acc {:.3} len {:.1} loss {:.4} |g| {:.3} gen {:.1}s train {:.1}s{}",
+                state.step,
+                c.run.steps,
+                reward_mean,
+                record["accuracy"].as_f64().unwrap_or(0.0),
+                mean(&lengths),
+                stats.loss,
+                stats.grad_norm,
+                t_generate,
+                t_train,
+                record.get("heldout_accuracy").and_then(Value::as_f64).map(|a| format!(" heldout {a:.3}")).unwrap_or_default()
+            );
+            state.metrics = Value::Object(record.clone());
+            metrics.write(&record)?;
+            if (c.run.save_every > 0 && state.step % c.run.save_every == 0) || last {
+                save_checkpoint(&self.checkpoints(), &model, &optimizer, &state, self.tokenizer_dir.as_deref())?;
+                prune_checkpoints(&self.checkpoints(), c.run.keep_last, state.best.map(|(s, _)| s))?;
+            }
+        }
+        let final_dir = self.out.join("final");
+        r1kit_model::save_model_dir(&model, &final_dir, SaveDtype::F32, self.tokenizer_dir.as_deref())?;
+        if self.tokenizer_dir.is_none() {
+            self.tokenizer.save_to_dir(&final_dir)?;
+        }
+        Ok(GrpoSummary { steps: state.step, final_dir, initial_eval, final_eval, final_mean_reward: last_mean_reward })
+    }
+
+    fn sampling_params(&self, step: u64, round: usize) -> SamplingParams {
+        let r = &self.config.rollout;
+        SamplingParams {
+            temperature: r.temperature,
+            top_p: r.top_p,
+            top_k: r.top_k,
+            min_p: r.min_p,
+            repetition_penalty: 1.0,
+            max_new_tokens: r.max_new_tokens,
+            stop_token_ids: self.stop_ids.clone(),
+            stop_strings: r.stop_strings.clone(),
+            seed: self.config.run.seed ^ (step.wrapping_mul(0x9E37_79B9) + round as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        }
+    }
+
+    /// The next `n` training prompts in the seeded epoch order, advancing the data position.
+    fn next_prompts(&self, state: &mut TrainerState, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let order = epoch_order(self.train.len(), state.data_seed, state.epoch);
+            while out.len() < n && state.position < order.len() {
+                out.push(order[state.position]);
+                state.position += 1;
+            }
+            if state.position >= order.len() {
+                state.epoch += 1;
+                state.position = 0;
+            }
+        }
+        out
+    }
+
+    fn write_samples(&self, step: u64, kept: &[(usize, Vec<Completion>, Vec<r1kit_rewards::CompositeOutput>)]) -> Result<()> {
+        use std::io::Write;
+        let path = self.out.join("samples.jsonl");
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("{}", path.display()))?;
+        for (index, completions, scores) in kept.iter().take(2) {
+            let item = &self.train[*index];
+            let line = json!({
+                "step": step,
+                "id": item.id,
+                "prompt": item.prompt_text,
+                "gold": item.reward_record.gold,
+                "completions": completions.iter().zip(scores).map(|(c, s)| json!({
+                    "text": c.text, "rewards": s.as_map(), "reward": s.total, "finish_reason": c.finish_reason,
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(f, "{line}").with_context(|| format!("{}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+fn std(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+/// Where a run writes (for commands that wrap the trainer).
+pub fn run_dir(config: &GrpoConfig) -> &Path {
+    &config.run.out
+}
