@@ -345,6 +345,12 @@ fn wrong_magic_truncation_and_absurd_counts_are_clear_errors() {
     huge_string[24..32].copy_from_slice(&(1u64 << 62).to_le_bytes());
     assert!(open_err(&huge_string, "string").contains("needs 4611686018427387904 bytes"));
 
+    for (i, dims) in [[1u64 << 32, 1 << 32], [1 << 40, 1 << 22]].iter().enumerate() {
+        let mut w = GgufWriter::default();
+        w.tensor("huge.weight", dims, 0, &[0; 4]);
+        let err = open_err(&w.finish(), &format!("huge-{i}"));
+        assert!(err.contains(&format!("tensor 'huge.weight': dimensions {dims:?} overflow")), "{err}");
+    }
     let mut w = GgufWriter::default();
     w.tensor("bad.weight", &[33, 2], 8, &[0; 68]);
     assert!(open_err(&w.finish(), "blocks").contains("row length 33 is not a multiple of the Q8_0 block size 32"));

@@ -307,7 +307,8 @@ pub fn read_header(path: &Path) -> Result<Header> {
                         dims[0]
                     )));
                 }
-                Some(numel / block_values as u64 * block_bytes as u64)
+                let bytes = (numel / block_values as u64).checked_mul(block_bytes as u64);
+                Some(bytes.ok_or_else(|| r.error(format!("{what}: dimensions {dims:?} overflow")))?)
             }
         };
         tensors.push(TensorInfo { name, dims, ggml_type, offset, byte_len });
