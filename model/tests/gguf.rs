@@ -132,6 +132,24 @@ impl GgufWriter {
         put_str(self.key(key, 8), v);
         self
     }
+    fn strings(&mut self, key: &str, items: &[&str]) -> &mut Self {
+        let buf = self.key(key, 9);
+        buf.extend(8u32.to_le_bytes());
+        buf.extend((items.len() as u64).to_le_bytes());
+        for s in items {
+            put_str(buf, s);
+        }
+        self
+    }
+    fn i32s(&mut self, key: &str, items: &[i32]) -> &mut Self {
+        let buf = self.key(key, 9);
+        buf.extend(5u32.to_le_bytes());
+        buf.extend((items.len() as u64).to_le_bytes());
+        for v in items {
+            buf.extend(v.to_le_bytes());
+        }
+        self
+    }
     fn tensor(&mut self, name: &str, dims: &[u64], type_id: u32, bytes: &[u8]) -> &mut Self {
         while self.data.len() % 32 != 0 {
             self.data.push(0);
@@ -354,6 +372,61 @@ fn wrong_magic_truncation_and_absurd_counts_are_clear_errors() {
     let mut w = GgufWriter::default();
     w.tensor("bad.weight", &[33, 2], 8, &[0; 68]);
     assert!(open_err(&w.finish(), "blocks").contains("row length 33 is not a multiple of the Q8_0 block size 32"));
+}
+
+/// Thousands of corrupted variants of a small file with every kind of field: opening, reading
+/// every tensor, the config and the tokenizer return errors or values, never panic.
+#[test]
+fn corrupted_files_never_panic() {
+    let mut w = GgufWriter::default();
+    w.string("general.architecture", "llama")
+        .u32("llama.embedding_length", 32)
+        .u32("llama.block_count", 1)
+        .u32("llama.feed_forward_length", 32)
+        .u32("llama.attention.head_count", 2)
+        .f32("llama.rope.freq_base", 10000.0)
+        .string("tokenizer.ggml.model", "gpt2")
+        .string("tokenizer.ggml.pre", "smollm")
+        .strings("tokenizer.ggml.tokens", &["a", "b", "ab", "<|im_end|>"])
+        .i32s("tokenizer.ggml.token_type", &[1, 1, 1, 3])
+        .strings("tokenizer.ggml.merges", &["a b"])
+        .u32("tokenizer.ggml.eos_token_id", 3)
+        .tensor("token_embd.weight", &[32, 4], 8, &[7; 4 * 34])
+        .tensor("blk.0.ffn_up.weight", &[256, 1], 12, &[3; 144])
+        .tensor("output_norm.weight", &[32], 0, &f32_bytes(&[1.0; 32]));
+    let good = w.finish();
+    let dir = scratch("fuzz");
+    let path = dir.join("fuzz.gguf");
+    let mut rng = Rng(99);
+    let mut opened = 0;
+    for case in 0..3000 {
+        let mut bytes = good.clone();
+        match case % 3 {
+            0 => bytes.truncate(rng.below(good.len())),
+            1 => {
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(bytes.len());
+                    bytes[at] = rng.next() as u8;
+                }
+            }
+            _ => {
+                // a plausible-looking but wrong 64-bit length or count somewhere in the header
+                let at = rng.below(bytes.len() - 8);
+                let value = [0u64, 1, 255, 1 << 20, 1 << 40, u64::MAX][rng.below(6)];
+                bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let Ok(gguf) = GgufFile::open(&path) else { continue };
+        opened += 1;
+        for t in gguf.tensors().to_vec() {
+            let _ = gguf.read_tensor_f32(&t.name);
+        }
+        let _ = gguf.model_config();
+        let _ = gguf.hf_tokenizer_files().map(|_| gguf.tokenizer());
+    }
+    assert!(opened > 100, "only {opened} variants opened: the mutations are too destructive to test the readers after open");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
