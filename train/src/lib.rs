@@ -18,3 +18,7 @@ pub mod eval;
 pub mod init;
 pub mod config;
 pub mod rng;
+pub mod sft;
+pub mod command;
+
+pub use command::{run_eval, run_init, run_sft, EvalArgs, InitArgs, SftArgs};
