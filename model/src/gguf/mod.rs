@@ -173,15 +173,15 @@ impl GgufFile {
     /// Dequantizes every parameter onto `device` as f32.
     pub fn load_model(&self, device: &Device) -> Result<Model> {
         let config = self.model_config()?;
-        let (arch, heads, kv_heads) = (config.arch, config.num_heads, config.num_kv_heads);
+        let shape = config.clone();
         Model::build(config, |hf_name, [rows, cols]| {
-            let values = self.read_parameter(hf_name, rows, cols, arch, heads, kv_heads)?;
+            let values = self.read_parameter(&shape, hf_name, rows, cols)?;
             Ok(Tensor::<2>::from_data(TensorData::new(values, [rows, cols]), device))
         })
     }
 
     /// One Hugging Face parameter (`[rows, cols]`, vectors as one row), from its GGUF tensor.
-    fn read_parameter(&self, hf_name: &str, rows: usize, cols: usize, arch: crate::config::Arch, heads: usize, kv_heads: usize) -> Result<Vec<f32>> {
+    fn read_parameter(&self, config: &ModelConfig, hf_name: &str, rows: usize, cols: usize) -> Result<Vec<f32>> {
         let gguf_name = gguf_tensor_name(hf_name).ok_or_else(|| self.error(format!("no GGUF tensor name for parameter '{hf_name}'")))?;
         let info = self.tensor(&gguf_name).ok_or_else(|| self.error(format!("tensor '{gguf_name}' (for '{hf_name}') is missing")))?;
         // ggml lists dimensions fastest first: HF [out, in] is ggml [in, out]; trailing 1s are padding.
@@ -197,7 +197,7 @@ impl GgufFile {
             )));
         }
         let values = self.read_tensor_f32(&gguf_name)?;
-        match mapping::permuted_heads(arch, hf_name, heads, kv_heads) {
+        match mapping::permuted_heads(config.arch, hf_name, config.num_heads, config.num_kv_heads) {
             None => Ok(values),
             // A bias is permuted like a weight whose rows have one value each.
             Some(n_head) => {
