@@ -824,6 +824,30 @@ fn smollm2_gguf_logits_equal_its_converted_hf_directory() {
     check_converted_directory_equals_gguf(SMOLLM2, "What is the capital of France?");
 }
 
+#[test]
+fn smollm2_gguf_converts_to_a_bf16_directory() {
+    let device = Device::flex();
+    let path = asset(SMOLLM2);
+    let (model, tokenizer) = load_gguf_model(&path, &device).unwrap();
+    let dir = scratch("hf-bf16");
+    let out = dir.join("smollm2-bf16");
+    convert_gguf_to_hf(&path, &out, SaveDtype::Bf16).unwrap();
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["torch_dtype"], "bfloat16");
+    let weights = std::fs::metadata(out.join("model.safetensors")).unwrap().len();
+    let params = model.config.num_parameters() as u64;
+    assert!(weights >= 2 * params && weights < 2 * params + 100_000, "{weights} bytes for {params} bf16 parameters");
+    let converted = load_model_dir(&out, &device).unwrap();
+    let ids = tokenizer.encode_chat(&[ChatMessage::new("user", "What is the capital of France?")], true, None).unwrap();
+    let (a, b) = (last_logits(&model, &ids), last_logits(&converted, &ids));
+    let argmax = |v: &[f32]| (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best });
+    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    eprintln!("SmolLM2: max |logit diff| GGUF vs bf16 HF dir: {max_diff:e}");
+    assert!(max_diff > 0.0 && max_diff < 1.0, "bf16 rounding should move logits a little, moved {max_diff}");
+    assert_eq!(argmax(&a), argmax(&b));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// About a minute (writing and reading 2 GB of f32 weights): `cargo test -p r1kit-model --test gguf -- --ignored`.
 #[test]
 #[ignore]
