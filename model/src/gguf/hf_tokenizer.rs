@@ -52,9 +52,10 @@ fn pre_tokenizer_for(pre: &str) -> Result<(Value, Value, bool), String> {
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let split = |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
     Ok(match pre {
-        "gpt-2" | "gpt2" | "default" | "starcoder" | "refact" => (Value::Null, byte_level(true), false),
-        // SmolLM / SmolLM2: single digits, then GPT-2's byte-level regex.
-        "smollm" => (
+        // llama.cpp splits these with GPT-2's regex alone.
+        "gpt-2" | "gpt2" | "default" | "mpt" | "olmo" | "jais" => (Value::Null, byte_level(true), false),
+        // SmolLM / SmolLM2, StarCoder and others: single digits, then GPT-2's byte-level regex.
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => (
             Value::Null,
             json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
             false,
@@ -71,7 +72,7 @@ fn pre_tokenizer_for(pre: &str) -> Result<(Value, Value, bool), String> {
         ),
         other => {
             return Err(format!(
-                "tokenizer.ggml.pre '{other}' is not supported (gpt-2, smollm, qwen2, deepseek-r1-qwen, llama-bpe); \
+                "tokenizer.ggml.pre '{other}' is not supported (gpt-2, smollm, starcoder, qwen2, deepseek-r1-qwen, llama-bpe, ...); \
                  pass the model's tokenizer.json instead"
             ));
         }
