@@ -17,6 +17,29 @@ pub enum BenchCommand {
     Rewards(RewardsArgs),
     /// Sandboxed code execution on HumanEval canonical solutions, against bare python3.
     Code(CodeArgs),
+    /// One full GRPO step, its time split by phase.
+    GrpoStep(GrpoStepArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GrpoStepArgs {
+    /// A Hugging Face model directory or GGUF file.
+    #[arg(long, conflicts_with = "shape", required_unless_present = "shape")]
+    pub model: Option<PathBuf>,
+    /// A named shape with random weights (needs --tokenizer).
+    #[arg(long, requires = "tokenizer")]
+    pub shape: Option<String>,
+    /// tokenizer.json or its directory (default: the model's).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub prompts: usize,
+    #[arg(long, default_value_t = 4)]
+    pub group: usize,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +117,22 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Code(a) => bench_code(a),
+        BenchCommand::GrpoStep(a) => {
+            let device = r1kit_model::device::parse_device(&a.device)?;
+            let (model, tokenizer) = match (&a.model, &a.shape) {
+                (Some(path), _) => r1kit_model::load_pretrained(path, a.tokenizer.as_deref(), &device)?,
+                _ => {
+                    let model = load_or_init(&None, &a.shape, &device)?;
+                    let tok = a.tokenizer.as_deref().expect("clap requires --tokenizer with --shape");
+                    let dir = if tok.is_dir() { tok.to_path_buf() } else { tok.parent().unwrap_or(std::path::Path::new(".")).to_path_buf() };
+                    let tokenizer = r1kit_model::tokenizer::Tokenizer::from_dir(&dir)?;
+                    tokenizer.check_vocab_fits(model.config.vocab_size)?;
+                    (model, tokenizer)
+                }
+            };
+            println!("{}", r1kit_grpo::bench::bench_grpo_step(&model, &tokenizer, a.prompts, a.group, a.max_new_tokens)?);
+            Ok(())
+        }
     }
 }
 

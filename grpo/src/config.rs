@@ -69,7 +69,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::advantages::AdvantageKind;
@@ -268,7 +268,9 @@ impl GrpoConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<GrpoConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let mut value: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-        apply_overrides(&mut value, overrides)?;
+        for o in overrides {
+            r1kit_train::config::apply_override(&mut value, o)?;
+        }
         let config: GrpoConfig =
             GrpoConfig::deserialize(toml::Value::Table(value)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -305,25 +307,4 @@ impl GrpoConfig {
 /// The name a reward spec registers under (`math:whole` -> `math`).
 pub fn reward_name(spec: &str) -> &str {
     spec.split(':').next().unwrap_or(spec)
-}
-
-/// Applies `a.b.c=value` overrides to a TOML table.
-pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
-    for o in overrides {
-        let Some((key, raw)) = o.split_once('=') else {
-            bail!("--set {o}: expected key=value");
-        };
-        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        let mut at = &mut *table;
-        for part in &parts[..parts.len() - 1] {
-            let entry = at.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            at = entry.as_table_mut().ok_or_else(|| anyhow::anyhow!("--set {o}: '{part}' is not a table"))?;
-        }
-        at.insert(parts[parts.len() - 1].to_string(), value);
-    }
-    Ok(())
 }

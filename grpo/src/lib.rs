@@ -3,6 +3,7 @@
 //! optimizer of `train`.
 
 pub mod advantages;
+pub mod bench;
 pub mod command;
 pub mod config;
 pub mod kl;

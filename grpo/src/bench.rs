@@ -1,0 +1,88 @@
+//! `r1kit bench grpo-step`: one full GRPO step on a given model, its time split by phase
+//! (generate, score, reference forward, policy update), on arithmetic prompts.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use r1kit_model::pretrained::stop_token_ids;
+use r1kit_model::tokenizer::Tokenizer;
+use r1kit_model::Model;
+use r1kit_rewards::RewardRegistry;
+use r1kit_sampler::{sample, SamplingParams};
+use r1kit_train::data::eval_items;
+use r1kit_train::optim::{AdamW, AdamWConfig};
+use r1kit_train::params::Freeze;
+
+use crate::advantages::{advantages, AdvantageKind};
+use crate::kl::KlEstimator;
+use crate::loss::{Aggregation, ClipConfig};
+use crate::update::{batch_logprobs_of, policy_update, StepSequences, UpdateConfig};
+
+#[derive(Debug, Clone)]
+pub struct StepBench {
+    pub completions: usize,
+    pub completion_tokens: usize,
+    pub generate_s: f64,
+    pub score_s: f64,
+    pub reference_s: f64,
+    pub update_s: f64,
+}
+
+impl std::fmt::Display for StepBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total = self.generate_s + self.score_s + self.reference_s + self.update_s;
+        writeln!(f, "bench grpo-step: {} completions, {} completion tokens, {:.2} s in all", self.completions, self.completion_tokens, total)?;
+        for (name, t) in [("generate", self.generate_s), ("score", self.score_s), ("reference", self.reference_s), ("update", self.update_s)] {
+            writeln!(f, "  {name:<10} {t:>8.3} s  {:>5.1}%", 100.0 * t / total.max(1e-12))?;
+        }
+        write!(f, "  generated {:.1} tokens/s; update {:.1} tokens/s", self.completion_tokens as f64 / self.generate_s, self.completion_tokens as f64 / self.update_s)
+    }
+}
+
+/// One step: `prompts` arithmetic prompts (R1-Zero template) x `group` completions of up to
+/// `max_new_tokens`, math + format rewards; the reference forward (as with beta > 0) is timed on
+/// its own.
+pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize) -> Result<StepBench> {
+    let records = r1kit_datasets::load_records(&format!("arithmetic:n={prompts},seed=5"))?;
+    let template = r1kit_datasets::PromptTemplate::r1_zero();
+    let items = eval_items(tokenizer, &template, &records)?;
+    let rewards = RewardRegistry::with_builtins().build_weighted(&["math".into(), "format".into()], &[1.0, 0.2])?;
+    let params = SamplingParams { temperature: 1.0, max_new_tokens, stop_token_ids: stop_token_ids(model, tokenizer), seed: 1, ..Default::default() };
+    let prompt_tokens: Vec<Vec<u32>> = items.iter().map(|i| i.prompt_tokens.clone()).collect();
+
+    let t = Instant::now();
+    let completions = sample(model, tokenizer, &prompt_tokens, group, &params).context("sampling")?;
+    let generate_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let pairs: Vec<(&str, &r1kit_rewards::Record)> = completions.iter().map(|c| (c.text.as_str(), &items[c.prompt_index].reward_record)).collect();
+    let scores = rewards.score_batch(&pairs)?;
+    let totals: Vec<f64> = scores.iter().map(|s| s.total).collect();
+    let adv = advantages(&totals, group, AdvantageKind::GroupZscore);
+    let score_s = t.elapsed().as_secs_f64();
+
+    let prompts_of: Vec<&[u32]> = completions.iter().map(|c| prompt_tokens[c.prompt_index].as_slice()).collect();
+    let tokens_of: Vec<&[u32]> = completions.iter().map(|c| c.tokens.as_slice()).collect();
+    let reference = model.clone();
+    let t = Instant::now();
+    let _ = batch_logprobs_of(&reference, &prompts_of, &tokens_of, 8192);
+    let reference_s = t.elapsed().as_secs_f64();
+
+    let config = UpdateConfig {
+        clip: ClipConfig { eps_low: 0.2, eps_high: 0.28, dual_clip: None },
+        aggregation: Aggregation::TokenMean,
+        beta: 0.0, // the reference forward is timed above; the update itself is timed without it
+        kl_estimator: KlEstimator::K3,
+        mu: 1,
+        micro_batch_tokens: 8192,
+        max_completion_length: max_new_tokens,
+        max_grad_norm: Some(1.0),
+        freeze: Freeze::default(),
+    };
+    let sequences = StepSequences::new(&prompts_of, &tokens_of, adv);
+    let mut optimizer = AdamW::new(AdamWConfig { lr: 1e-6, ..Default::default() });
+    let t = Instant::now();
+    let _ = policy_update(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6);
+    let update_s = t.elapsed().as_secs_f64();
+    Ok(StepBench { completions: completions.len(), completion_tokens: tokens_of.iter().map(|t| t.len()).sum(), generate_s, score_s, reference_s, update_s })
+}
