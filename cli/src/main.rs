@@ -20,6 +20,12 @@ enum Command {
     Reward(r1kit_rewards::RewardArgs),
     /// Inspect datasets and generate tasks.
     Data(r1kit_datasets::DataArgs),
+    /// A fresh randomly initialized model (and tokenizer) as a Hugging Face directory.
+    Init(r1kit_train::command::InitArgs),
+    /// Supervised fine-tuning (prompt-masked loss, packing).
+    Sft(r1kit_train::command::SftArgs),
+    /// Held-out evaluation: pass@1, pass@k, maj@k, accuracy and format rate.
+    Eval(r1kit_train::command::EvalArgs),
     /// GRPO training (R1-Zero style RL with rule rewards).
     Grpo(r1kit_grpo::command::GrpoArgs),
     /// Benchmarks that print figures.
@@ -33,6 +39,9 @@ fn main() {
         Command::Generate(args) => generate::run(&args),
         Command::Reward(args) => r1kit_rewards::run_reward(&args),
         Command::Data(args) => r1kit_datasets::run_data(&args),
+        Command::Init(args) => r1kit_train::command::run_init(&args),
+        Command::Sft(args) => r1kit_train::command::run_sft(&args),
+        Command::Eval(args) => r1kit_train::command::run_eval(&args),
         Command::Grpo(args) => r1kit_grpo::command::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
