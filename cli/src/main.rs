@@ -28,6 +28,8 @@ enum Command {
     Eval(r1kit_train::command::EvalArgs),
     /// GRPO training (R1-Zero style RL with rule rewards).
     Grpo(r1kit_grpo::command::GrpoArgs),
+    /// Convert a GGUF file into a Hugging Face directory (config, safetensors, tokenizer files).
+    Convert(ConvertArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,10 +46,33 @@ fn main() {
         Command::Eval(args) => r1kit_train::command::run_eval(&args),
         Command::Grpo(args) => r1kit_grpo::command::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
+        Command::Convert(args) => convert(&args),
     };
     if let Err(e) = result {
         // One line, the whole cause chain, no backtrace: these are user-facing errors.
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+#[derive(clap::Args)]
+struct ConvertArgs {
+    /// The GGUF file.
+    gguf: std::path::PathBuf,
+    /// The Hugging Face directory to write (replaced atomically when it exists).
+    out_dir: std::path::PathBuf,
+    /// Storage dtype of the weights: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
+    let dtype = match args.dtype.as_str() {
+        "f32" => r1kit_model::SaveDtype::F32,
+        "bf16" => r1kit_model::SaveDtype::Bf16,
+        other => anyhow::bail!("--dtype {other}: expected f32 or bf16"),
+    };
+    r1kit_model::gguf::convert_gguf_to_hf(&args.gguf, &args.out_dir, dtype)?;
+    println!("wrote {}", args.out_dir.display());
+    Ok(())
 }

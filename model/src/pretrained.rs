@@ -13,17 +13,20 @@ use crate::transformer::Model;
 /// Loads a model and its tokenizer; `tokenizer` may be a tokenizer.json file or a directory.
 /// Checks that every token id has an embedding row.
 pub fn load_pretrained(model_path: &Path, tokenizer: Option<&Path>, device: &Device) -> Result<(Model, Tokenizer)> {
+    if is_gguf(model_path) {
+        let gguf = crate::gguf::GgufFile::open(model_path)?;
+        let tokenizer = match tokenizer {
+            None => gguf.tokenizer()?,
+            Some(p) => load_tokenizer_file(p, model_path.parent().unwrap_or(Path::new(".")))?,
+        };
+        let model = gguf.load_model(device)?;
+        tokenizer.check_vocab_fits(model.config.vocab_size)?;
+        return Ok((model, tokenizer));
+    }
     let model_dir = if model_path.is_dir() { model_path } else { model_path.parent().unwrap_or(Path::new(".")) };
     let tokenizer = match tokenizer {
         None => Tokenizer::from_dir(model_dir)?,
-        Some(p) if p.is_dir() => Tokenizer::from_dir(p)?,
-        Some(p) => {
-            let dir = p.parent().unwrap_or(Path::new("."));
-            let config = dir.join("tokenizer_config.json");
-            let generation = model_dir.join("generation_config.json");
-            Tokenizer::from_files(p, config.exists().then_some(config.as_path()), generation.exists().then_some(generation.as_path()))
-                ?
-        }
+        Some(p) => load_tokenizer_file(p, model_dir)?,
     };
     let model = crate::checkpoint::load_model_dir(model_path, device)?;
     tokenizer.check_vocab_fits(model.config.vocab_size)?;
@@ -39,4 +42,21 @@ pub fn stop_token_ids(model: &Model, tokenizer: &Tokenizer) -> Vec<u32> {
         }
     }
     ids
+}
+
+/// Whether a path names a GGUF file (by its extension).
+pub fn is_gguf(path: &Path) -> bool {
+    path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// A tokenizer given explicitly: a directory, or a tokenizer.json with its tokenizer_config.json
+/// beside it; stop ids from the model's generation_config.json when there is one.
+fn load_tokenizer_file(path: &Path, model_dir: &Path) -> Result<Tokenizer> {
+    if path.is_dir() {
+        return Ok(Tokenizer::from_dir(path)?);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let config = dir.join("tokenizer_config.json");
+    let generation = model_dir.join("generation_config.json");
+    Ok(Tokenizer::from_files(path, config.exists().then_some(config.as_path()), generation.exists().then_some(generation.as_path()))?)
 }
