@@ -183,6 +183,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     let records = DatasetSpec::parse(&args.dataset)?.load()?.records;
     let items = eval_items(&tokenizer, &template, &records)?;
+    if args.rewards.is_empty() || args.samples == 0 {
+        bail!("--rewards needs at least one reward and --samples at least 1");
+    }
     let rewards = RewardRegistry::with_builtins().build_weighted(&args.rewards, &[])?;
     let names = rewards.names();
     let options = EvalOptions {

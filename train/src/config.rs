@@ -201,6 +201,9 @@ impl SftConfig {
         if self.eval.samples == 0 {
             bail!("eval.samples must be > 0");
         }
+        if self.eval.rewards.is_empty() {
+            bail!("eval.rewards is empty: the first reward decides correctness");
+        }
         Ok(())
     }
 }
