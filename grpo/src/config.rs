@@ -43,7 +43,7 @@
 //! mask_truncated = false         # completions cut by max_new_tokens get no loss
 //! shuffle_rewards = false        # control run: rewards permuted across the step's completions
 //!
-//! [optim]
+//! [optimizer]
 //! lr = 1e-6
 //! schedule = "constant"          # constant | linear | cosine, after warmup
 //! warmup_steps = 0
@@ -88,7 +88,7 @@ pub struct GrpoConfig {
     #[serde(default)]
     pub algorithm: AlgorithmSection,
     #[serde(default)]
-    pub optim: OptimSection,
+    pub optimizer: OptimSection,
     #[serde(default)]
     pub run: RunSection,
 }
@@ -297,8 +297,8 @@ impl GrpoConfig {
         if a.eps_low < 0.0 || a.eps_high < 0.0 || a.beta < 0.0 || a.mu == 0 {
             return Err("algorithm: eps_low, eps_high and beta must be >= 0 and mu >= 1".into());
         }
-        if self.optim.lr <= 0.0 || !self.optim.lr.is_finite() {
-            return Err(format!("optim.lr must be positive, got {}", self.optim.lr));
+        if self.optimizer.lr <= 0.0 || !self.optimizer.lr.is_finite() {
+            return Err(format!("optimizer.lr must be positive, got {}", self.optimizer.lr));
         }
         Ok(())
     }
@@ -307,4 +307,32 @@ impl GrpoConfig {
 /// The name a reward spec registers under (`math:whole` -> `math`).
 pub fn reward_name(spec: &str) -> &str {
     spec.split(':').next().unwrap_or(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/r1zero-arithmetic.toml")
+    }
+
+    #[test]
+    fn example_config_loads_with_overrides() {
+        let c = GrpoConfig::load(&example(), &["run.steps=7".into(), "algorithm.advantage=\"rloo\"".into()]).unwrap();
+        assert_eq!(c.run.steps, 7);
+        assert_eq!(c.algorithm.advantage, AdvantageKind::Rloo);
+        assert_eq!(c.rollout.group, 8);
+        assert_eq!(c.algorithm.eps_high, 0.28);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let err = GrpoConfig::load(&example(), &["algorithm.epsilon=0.1".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("epsilon"), "{err:#}");
+        let err = GrpoConfig::load(&example(), &["rewards.accuracy=\"code\"".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("'code' is not one of rewards.rewards"), "{err:#}");
+        let err = GrpoConfig::load(&example(), &["rollout.group=0".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("rollout.group"), "{err:#}");
+    }
 }

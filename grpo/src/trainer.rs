@@ -156,17 +156,17 @@ impl Run<'_> {
 
     fn train_loop(&self, initial: Model, device: &r1kit_model::burn::prelude::Device) -> Result<GrpoSummary> {
         let c = self.config;
-        let adam = AdamWConfig { lr: c.optim.lr, beta1: c.optim.beta1, beta2: c.optim.beta2, eps: c.optim.eps, weight_decay: c.optim.weight_decay };
-        let schedule = Schedule { kind: c.optim.schedule, warmup_steps: c.optim.warmup_steps, total_steps: c.run.steps };
+        let adam = AdamWConfig { lr: c.optimizer.lr, beta1: c.optimizer.beta1, beta2: c.optimizer.beta2, eps: c.optimizer.eps, weight_decay: c.optimizer.weight_decay };
+        let schedule = Schedule { kind: c.optimizer.schedule, warmup_steps: c.optimizer.warmup_steps, total_steps: c.run.steps };
         let update = UpdateConfig {
             clip: ClipConfig { eps_low: c.algorithm.eps_low, eps_high: c.algorithm.eps_high, dual_clip: c.algorithm.dual_clip },
             aggregation: c.algorithm.aggregation,
             beta: if c.algorithm.kl_in == KlPlacement::Loss { c.algorithm.beta } else { 0.0 },
             kl_estimator: c.algorithm.kl_estimator,
             mu: c.algorithm.mu,
-            micro_batch_tokens: c.optim.micro_batch_tokens,
+            micro_batch_tokens: c.optimizer.micro_batch_tokens,
             max_completion_length: c.rollout.max_new_tokens,
-            max_grad_norm: (c.optim.max_grad_norm > 0.0).then_some(c.optim.max_grad_norm),
+            max_grad_norm: (c.optimizer.max_grad_norm > 0.0).then_some(c.optimizer.max_grad_norm),
             freeze: Freeze::default(),
         };
 
@@ -263,8 +263,8 @@ impl Run<'_> {
             if c.algorithm.beta > 0.0 && c.algorithm.kl_in == KlPlacement::Reward {
                 let t = Instant::now();
                 let reference = self.reference.as_ref().expect("reference loaded when beta > 0");
-                let pol = batch_logprobs_of(&model, &prompt_tokens, &completion_tokens, c.optim.micro_batch_tokens);
-                let refl = batch_logprobs_of(reference, &prompt_tokens, &completion_tokens, c.optim.micro_batch_tokens);
+                let pol = batch_logprobs_of(&model, &prompt_tokens, &completion_tokens, c.optimizer.micro_batch_tokens);
+                let refl = batch_logprobs_of(reference, &prompt_tokens, &completion_tokens, c.optimizer.micro_batch_tokens);
                 for (i, (p, r)) in pol.iter().zip(&refl).enumerate() {
                     let kl: f64 = p.iter().zip(r).map(|(&a, &b)| kl_estimate_scalar(a as f64, b as f64, c.algorithm.kl_estimator)).sum();
                     totals[i] -= c.algorithm.beta * kl;
@@ -282,7 +282,7 @@ impl Run<'_> {
                 }
             }
 
-            let lr = schedule.lr(c.optim.lr, step);
+            let lr = schedule.lr(c.optimizer.lr, step);
             let t = Instant::now();
             let (next, stats) = policy_update(model.clone(), &mut optimizer, &sequences, self.reference.as_ref(), &update, lr);
             let t_train = t.elapsed().as_secs_f64();
