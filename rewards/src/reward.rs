@@ -76,8 +76,16 @@ pub trait Reward: Send + Sync {
 }
 
 /// Runs `reward.score` over many (completion, record) pairs in parallel, results in input order.
+/// A reward that panics on some text (a bug) scores that completion 0 with the reason, instead of
+/// ending a training run: model output is arbitrary text.
 pub fn batch<R: Reward + ?Sized>(reward: &R, items: &[(&str, &Record)]) -> Vec<RewardOutput> {
-    items.par_iter().map(|(completion, record)| reward.score(completion, record)).collect()
+    items
+        .par_iter()
+        .map(|(completion, record)| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reward.score(completion, record)))
+                .unwrap_or_else(|_| RewardOutput::with_reason(0.0, format!("reward '{}' panicked on this completion (a bug); scored 0", reward.name())))
+        })
+        .collect()
 }
 
 /// Each reward's value and the weighted total for one completion.

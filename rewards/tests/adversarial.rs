@@ -118,3 +118,13 @@ fn fuzz_latex_like_strings_never_panic() {
     }
     assert!(worst < LIMIT, "slowest {worst:?}");
 }
+
+#[test]
+fn multibyte_characters_next_to_separators() {
+    // Byte-level BPE models emit partial UTF-8 that decodes to U+FFFD; a split at a byte that is
+    // not a character boundary once panicked here.
+    for answer in ["-\u{FFFD}", "\u{FFFD}=2", "1,\u{e9}", "(\u{4e2d}, 2)", "x=\u{1F600}", "[\u{FFFD}\u{FFFD}]", "\u{FFFD}\\cup\u{FFFD}"] {
+        assert_fast(answer, &format!("<think>1+1=2</think><answer>{answer}</answer>"));
+        assert_fast(answer, &format!("\\boxed{{{answer}}}"));
+    }
+}

@@ -193,7 +193,7 @@ pub fn split_top<'a>(s: &'a str, sep: &str) -> Vec<&'a str> {
             b')' | b']' | b'}' => depth -= 1,
             _ => {}
         }
-        if depth == 0 && s[i..].starts_with(sep) && !is_relation_char(s, i, sep) {
+        if depth == 0 && s.is_char_boundary(i) && bytes[i..].starts_with(sep.as_bytes()) && !is_relation_char(s, i, sep) {
             parts.push(&s[start..i]);
             i += sep.len();
             start = i;
