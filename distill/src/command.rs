@@ -25,6 +25,10 @@ pub struct RejectArgs {
     /// Prompt template: r1-zero, r1-zero-prefill, plain, chat. Train on the output with the same one.
     #[arg(long, default_value = "r1-zero")]
     pub template: String,
+    /// A plain template's text, `{prompt}` marking the problem (e.g. "Q: {prompt}\nA:");
+    /// replaces --template.
+    #[arg(long)]
+    pub prompt_format: Option<String>,
     /// Rewards, comma-separated; the first is the accuracy reward.
     #[arg(long, default_value = "math,format", value_delimiter = ',')]
     pub rewards: Vec<String>,
@@ -76,7 +80,11 @@ pub struct RejectArgs {
 /// Runs `r1kit reject` and returns its report (the command prints it).
 pub fn reject_with_report(args: &RejectArgs) -> Result<RejectReport> {
     let criterion: Criterion = args.criterion.parse().map_err(anyhow::Error::msg)?;
-    let template: PromptTemplate = args.template.parse().map_err(anyhow::Error::msg)?;
+    let template: PromptTemplate = match &args.prompt_format {
+        Some(format) if !format.contains("{prompt}") => bail!("--prompt-format {format:?} has no `{{prompt}}` to put the problem in"),
+        Some(format) => PromptTemplate::Plain { format: format.clone() },
+        None => args.template.parse().map_err(anyhow::Error::msg)?,
+    };
     if args.samples == 0 || args.rewards.is_empty() {
         bail!("--samples must be at least 1 and --rewards name at least one reward");
     }
@@ -110,7 +118,7 @@ pub fn reject_with_report(args: &RejectArgs) -> Result<RejectReport> {
     let (kept, report) = reject_sample(&model, &tokenizer, &template, &records, &rewards, &options)?;
     let report_path = write_outputs(&args.out, &kept, &report)?;
     eprintln!("{}", report.summary());
-    eprintln!("wrote {} completions to {} (train with template `{}`), report in {}", kept.len(), args.out.display(), args.template, report_path.display());
+    eprintln!("wrote {} completions to {} (train with the same template: {}), report in {}", kept.len(), args.out.display(), serde_json::to_string(&template)?, report_path.display());
     Ok(report)
 }
 
