@@ -136,3 +136,22 @@ fn ratio_is_exactly_one_at_the_first_iteration_and_micro_batching_changes_nothin
     });
     assert!(moved);
 }
+
+#[test]
+fn positive_advantages_raise_log_probability_and_negative_lower_it() {
+    use r1kit_grpo::update::batch_logprobs_of;
+    let policy = tiny(5);
+    let prompts: Vec<Vec<u32>> = vec![vec![1, 2, 3], vec![1, 2, 3]];
+    let completions: Vec<Vec<u32>> = vec![vec![11, 12, 13], vec![21, 22, 23]];
+    let p: Vec<&[u32]> = prompts.iter().map(|v| v.as_slice()).collect();
+    let c: Vec<&[u32]> = completions.iter().map(|v| v.as_slice()).collect();
+    let seq = StepSequences::new(&p, &c, vec![1.0, -1.0]);
+    let mut cfg = config(Aggregation::SequenceMean);
+    cfg.beta = 0.0;
+    let before: Vec<f32> = batch_logprobs_of(&policy, &p, &c, 1 << 20).iter().map(|v| v.iter().sum()).collect();
+    let mut opt = AdamW::new(AdamWConfig { lr: 1e-3, ..Default::default() });
+    let (after_model, _) = policy_update(policy, &mut opt, &seq, None, &cfg, 1e-3);
+    let after: Vec<f32> = batch_logprobs_of(&after_model, &p, &c, 1 << 20).iter().map(|v| v.iter().sum()).collect();
+    assert!(after[0] > before[0], "rewarded completion: {} -> {}", before[0], after[0]);
+    assert!(after[1] < before[1], "penalized completion: {} -> {}", before[1], after[1]);
+}
