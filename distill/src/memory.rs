@@ -38,9 +38,10 @@ impl MemoryPlan {
     /// One line for the log; when it does not fit, what to do about it.
     pub fn describe(&self) -> String {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let size = |b: u64| if b < (1u64 << 30) { format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64) } else { format!("{:.2} GiB", gib(b)) };
         let head = format!(
-            "student {} params x {} B (f32 weights, grads, AdamW m and v) + teacher {} params x {} B = {:.2} GiB before activations",
-            self.student_params, ADAMW_BYTES_PER_PARAM, self.teacher_params, FROZEN_BYTES_PER_PARAM, gib(self.needed_bytes)
+            "student {} params x {} B (f32 weights, grads, AdamW m and v) + teacher {} params x {} B = {} before activations",
+            self.student_params, ADAMW_BYTES_PER_PARAM, self.teacher_params, FROZEN_BYTES_PER_PARAM, size(self.needed_bytes)
         );
         match self.available_bytes {
             None => format!("{head}; available memory unknown"),

@@ -59,7 +59,8 @@ pub fn check_memory(config: &DistillConfig) -> Result<MemoryPlan> {
     let student = model_config_of(&config.student.path)?;
     let teacher = match config.mode {
         Mode::Traces => None, // the teacher is unloaded before the student trains
-        _ => Some(model_config_of(&config.teacher.path)?),
+        // a GGUF teacher has no config.json: counted as unknown (its weights come on top)
+        _ => model_config_of(&config.teacher.path).ok(),
     };
     let plan = MemoryPlan::new(&student, teacher.as_ref(), available_memory());
     eprintln!("memory: {}", plan.describe());
