@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod recipe;
 
 use clap::{Parser, Subcommand};
 
@@ -26,10 +27,16 @@ enum Command {
     Sft(r1kit_train::command::SftArgs),
     /// Held-out evaluation: pass@1, pass@k, maj@k, accuracy and format rate.
     Eval(r1kit_train::command::EvalArgs),
+    /// Rejection sampling: sample N per prompt, keep what the rewards verify, write SFT data.
+    Reject(r1kit_distill::RejectArgs),
+    /// Distillation into a student: teacher traces, logit KD or on-policy.
+    Distill(r1kit_distill::DistillArgs),
     /// GRPO training (R1-Zero style RL with rule rewards).
     Grpo(r1kit_grpo::command::GrpoArgs),
     /// Convert a GGUF file into a Hugging Face directory (config, safetensors, tokenizer files).
     Convert(ConvertArgs),
+    /// A multi-stage recipe (init, sft, grpo, reject, distill, eval); a rerun resumes it.
+    Run(recipe::RunArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,7 +51,10 @@ fn main() {
         Command::Init(args) => r1kit_train::command::run_init(&args),
         Command::Sft(args) => r1kit_train::command::run_sft(&args),
         Command::Eval(args) => r1kit_train::command::run_eval(&args),
+        Command::Reject(args) => r1kit_distill::run_reject(&args),
+        Command::Distill(args) => r1kit_distill::run_distill(&args),
         Command::Grpo(args) => r1kit_grpo::command::run(&args),
+        Command::Run(args) => recipe::run_recipe(&args),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::Convert(args) => convert(&args),
     };
