@@ -315,6 +315,7 @@ impl Run<'_> {
             record.insert("truncation_rate".into(), json!(truncation));
             record.insert("loss".into(), json!(stats.loss));
             record.insert("kl".into(), json!(stats.kl));
+            record.insert("entropy".into(), json!(stats.entropy));
             record.insert("clip_fraction/low".into(), json!(stats.clip_low));
             record.insert("clip_fraction/high".into(), json!(stats.clip_high));
             record.insert("grad_norm".into(), json!(stats.grad_norm));

@@ -4,7 +4,7 @@
 //! whose losses share the step's normalizers.
 
 use r1kit_model::burn::prelude::*;
-use r1kit_model::logprobs::{token_logprobs, DEFAULT_CHUNK_ROWS};
+use r1kit_model::logprobs::{token_logprobs, token_logprobs_and_entropy, DEFAULT_CHUNK_ROWS};
 use r1kit_model::{AttentionMask, Model};
 use r1kit_train::accumulate::tracked;
 use r1kit_train::clip::clip_global_norm;
@@ -45,6 +45,8 @@ pub struct UpdateStats {
     pub grad_norm: f64,
     /// Mean |sampler logprob - trainer logprob| over completion tokens (when given).
     pub sampler_logprob_gap: Option<f64>,
+    /// Mean entropy (nats) of the policy over completion tokens, before the update.
+    pub entropy: f64,
     pub micro_batches: usize,
 }
 
@@ -100,9 +102,9 @@ fn host(t: Tensor<2>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().expect("f32 data")
 }
 
-/// The loss of one micro-batch (its share of the step loss) for a tracked model. Without
-/// `old_logp` (the first inner iteration), pi_old is this very forward, detached: the ratio is
-/// then exactly 1, as in TRL.
+/// The loss of one micro-batch (its share of the step loss) for a tracked model, with the
+/// log-probabilities and (detached) entropies of its targets. Without `old_logp` (the first inner
+/// iteration), pi_old is this very forward, detached: the ratio is then exactly 1, as in TRL.
 pub fn micro_batch_loss(
     model: &Model,
     batch: &PackedBatch,
@@ -111,9 +113,11 @@ pub fn micro_batch_loss(
     advantages: &[f64],
     config: &UpdateConfig,
     step: &StepCounts,
-) -> (Tensor<1>, Tensor<2>) {
+) -> (Tensor<1>, Tensor<2>, Tensor<2>) {
     let device = model.device();
-    let logp = batch_logprobs(model, batch);
+    let mask = AttentionMask::causal_segments(&batch.segments, batch.batch);
+    let hidden = model.forward_hidden(&batch.tokens, &batch.positions, batch.batch, &mask, None);
+    let (logp, entropy) = token_logprobs_and_entropy(model, hidden, &batch.targets, DEFAULT_CHUNK_ROWS);
     let old = match old_logp {
         Some(o) => o.clone().autodiff(),
         None => logp.clone().detach(),
@@ -122,7 +126,7 @@ pub fn micro_batch_loss(
     if let (Some(r), true) = (ref_logp, config.beta > 0.0) {
         token_loss = token_loss + kl_estimate(logp.clone(), r.clone().autodiff(), config.kl_estimator) * config.beta;
     }
-    (aggregate(token_loss, mask_tensor(batch, &device), config.aggregation, step), logp)
+    (aggregate(token_loss, mask_tensor(batch, &device), config.aggregation, step), logp, entropy)
 }
 
 /// Runs the update and returns the new master weights.
@@ -151,11 +155,11 @@ pub fn policy_update(
     for iteration in 0..config.mu.max(1) {
         let model = tracked(&master, &config.freeze);
         let mut grads = GradMap::new();
-        let (mut loss, mut kl_sum, mut tokens) = (0.0, 0.0, 0usize);
+        let (mut loss, mut kl_sum, mut entropy_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
         for (k, (first, batch)) in batches.iter().enumerate() {
             let adv = &sequences.advantages[*first..first + batch.batch];
             let ref_k = reference_logp.as_ref().map(|r| &r[k]);
-            let (l, logp) = micro_batch_loss(&model, batch, old.get(k), ref_k, adv, config, &step);
+            let (l, logp, entropy) = micro_batch_loss(&model, batch, old.get(k), ref_k, adv, config, &step);
             if iteration == 0 {
                 old.push(logp.clone().detach().inner());
             }
@@ -171,6 +175,8 @@ pub fn policy_update(
             clip_tokens += n;
             tokens += n;
             if iteration == 0 {
+                let entropy = host(entropy.inner());
+                entropy_sum += entropy.iter().zip(&batch.loss_mask).map(|(e, m)| (e * m) as f64).sum::<f64>();
                 if let Some(r) = ref_k {
                     let kl = host(kl_estimate(old[k].clone(), r.clone(), config.kl_estimator));
                     kl_sum += kl.iter().zip(&batch.loss_mask).map(|(k, m)| (k * m) as f64).sum::<f64>();
@@ -184,6 +190,7 @@ pub fn policy_update(
         if iteration == 0 {
             stats.loss = loss;
             stats.kl = reference_logp.as_ref().map(|_| kl_sum / tokens.max(1) as f64);
+            stats.entropy = entropy_sum / tokens.max(1) as f64;
         }
         master = optimizer.step(master, &grads, lr);
     }

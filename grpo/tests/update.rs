@@ -51,11 +51,11 @@ fn step_loss(model: &Model, old_model: &Model, reference: &Model, seq: &StepSequ
     let old = batch_logprobs(old_model, &batch);
     let reference = batch_logprobs(reference, &batch);
     if model.device().is_autodiff() {
-        let (loss, _) = micro_batch_loss(model, &batch, Some(&old), Some(&reference), &seq.advantages, cfg, &step);
+        let (loss, _, _) = micro_batch_loss(model, &batch, Some(&old), Some(&reference), &seq.advantages, cfg, &step);
         let value = loss.clone().inner().into_scalar::<f32>() as f64;
         (value, Some(collect_gradients(model, &loss)))
     } else {
-        let (loss, _) = micro_batch_loss(&model.clone().map_parameters(|_, t| t.autodiff()), &batch, Some(&old), Some(&reference), &seq.advantages, cfg, &step);
+        let (loss, _, _) = micro_batch_loss(&model.clone().map_parameters(|_, t| t.autodiff()), &batch, Some(&old), Some(&reference), &seq.advantages, cfg, &step);
         (loss.inner().into_scalar::<f32>() as f64, None)
     }
 }
@@ -118,6 +118,7 @@ fn ratio_is_exactly_one_at_the_first_iteration_and_micro_batching_changes_nothin
     let (a, stats_a) = policy_update(policy.clone(), &mut opt_a, &seq, Some(&reference), &cfg, 1e-2);
     assert_eq!((stats_a.clip_low, stats_a.clip_high), (0.0, 0.0), "pi_old is recomputed: ratio exactly 1");
     assert!(stats_a.kl.unwrap() > 0.0);
+    assert!(stats_a.entropy > 0.1 && stats_a.entropy <= (32f64).ln() + 1e-6, "entropy {}", stats_a.entropy);
     // the same step in micro-batches of at most 8 padded tokens
     cfg.micro_batch_tokens = 8;
     let mut opt_b = AdamW::new(adam);

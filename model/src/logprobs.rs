@@ -28,3 +28,25 @@ pub fn token_logprobs(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_r
     }
     Tensor::cat(parts, 0).reshape([b, s])
 }
+
+/// As [`token_logprobs`], also returning the entropy of the model's distribution at every
+/// position (`[batch, seq]`, detached: a metric, not part of the loss).
+pub fn token_logprobs_and_entropy(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize) -> (Tensor<2>, Tensor<2>) {
+    let [b, s, h] = hidden.dims();
+    let n = b * s;
+    assert_eq!(targets.len(), n, "one target per position");
+    let device = hidden.device();
+    let flat = hidden.reshape([n, h]);
+    let chunk_rows = chunk_rows.max(1);
+    let (mut logps, mut entropies) = (Vec::new(), Vec::new());
+    for start in (0..n).step_by(chunk_rows) {
+        let end = (start + chunk_rows).min(n);
+        let logp = log_softmax(model.logits_2d(flat.clone().slice([start..end, 0..h])), 1);
+        let ids: Vec<i64> = targets[start..end].iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [end - start, 1]), &device);
+        let detached = logp.clone().detach();
+        entropies.push((detached.clone().exp() * detached).sum_dim(1).neg());
+        logps.push(logp.gather(1, ids));
+    }
+    (Tensor::cat(logps, 0).reshape([b, s]), Tensor::cat(entropies, 0).reshape([b, s]))
+}

@@ -170,8 +170,13 @@ fn chunked_logprobs_equal_full_log_softmax() {
     let full = to_vec(r1kit_model::burn::tensor::activation::log_softmax(model.logits(hidden.clone()), 2));
     for chunk in [1, 5, 24, 1000] {
         let lp = to_vec(token_logprobs(&model, hidden.clone(), &targets, chunk));
+        let (lp2, entropy) = r1kit_model::logprobs::token_logprobs_and_entropy(&model, hidden.clone(), &targets, chunk);
+        let (lp2, entropy) = (to_vec(lp2), to_vec(entropy));
         for (i, t) in targets.iter().enumerate() {
             assert!((lp[i] - full[i * 384 + *t as usize]).abs() <= 1e-5, "chunk {chunk} position {i}");
+            assert_eq!(lp[i], lp2[i]);
+            let h: f32 = -full[i * 384..(i + 1) * 384].iter().map(|l| l.exp() * l).sum::<f32>();
+            assert!((entropy[i] - h).abs() <= 1e-4, "entropy at {i}: {} vs {h}", entropy[i]);
         }
     }
 }
