@@ -11,7 +11,21 @@ assets="$root/assets"
 dl="$assets/.downloads"
 mkdir -p "$assets" "$dl"
 
-PIP=${PIP:-python3 -m pip}
+# A Python with pip (Debian's python3 may have none; the machines' pyenv one does).
+find_pip() {
+  for py in python3 "$HOME/.pyenv/shims/python3" /usr/local/bin/python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -m pip --version >/dev/null 2>&1; then
+      echo "$py -m pip"
+      return 0
+    fi
+  done
+  for pip in pip3 pip; do
+    command -v "$pip" >/dev/null 2>&1 && { echo "$pip"; return 0; }
+  done
+  echo "fetch-assets: no pip found (install python3-pip)" >&2
+  return 1
+}
+PIP=${PIP:-$(find_pip)}
 
 check() { # FILE SHA256
   local got
