@@ -1,4 +1,4 @@
-//! `r1kit run RECIPE.toml`: a multi-stage pipeline (init, sft, grpo, reject, distill, eval), each
+//! `r1kit run RECIPE.toml`: a multi-stage pipeline (init, convert, sft, grpo, reject, distill, eval), each
 //! stage's inputs taken from earlier stages' outputs by name, each stage in its own folder of the
 //! run directory. A rerun skips finished stages (their `done.json`) and resumes the interrupted
 //! one; held-out accuracy is measured after every stage; `summary.json` and `report.html` are

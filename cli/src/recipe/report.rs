@@ -42,8 +42,8 @@ fn escape(text: &str) -> String {
 
 /// A short number for axis labels.
 fn tick(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
     } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
@@ -73,8 +73,9 @@ pub fn line_chart(title: &str, points: &Series, note_when_empty: &str) -> String
     let (min_x, max_x) = bounds(points.iter().map(|p| p.0));
     let (mut min_y, mut max_y) = bounds(points.iter().map(|p| p.1));
     if max_y - min_y < 1e-12 {
-        min_y -= 0.5;
-        max_y += 0.5;
+        // a flat series: a zero line sits at the bottom of [0, 1], others get +-10%
+        let pad = if max_y == 0.0 { 1.0 } else { 0.1 * max_y.abs() };
+        (min_y, max_y) = if max_y == 0.0 { (0.0, pad) } else { (min_y - pad, max_y + pad) };
     }
     let span_x = if max_x > min_x { max_x - min_x } else { 1.0 };
     let px = |x: f64| x0 + (x - min_x) / span_x * (x1 - x0);
@@ -206,6 +207,13 @@ mod tests {
         assert!(svg.contains(&format!("points=\"{LEFT:.1},{:.1} {:.1},{TOP:.1}\"", H - BOTTOM, W - RIGHT)), "{svg}");
         let empty = line_chart("kl", &vec![], "not computed");
         assert!(empty.contains("not computed") && !empty.contains("polyline"));
+    }
+
+    #[test]
+    fn a_flat_zero_series_lies_on_the_bottom_edge() {
+        let svg = line_chart("truncation", &vec![(1.0, 0.0), (2.0, 0.0)], "none");
+        assert!(svg.contains(&format!("points=\"{LEFT:.1},{y:.1} {:.1},{y:.1}\"", W - RIGHT, y = H - BOTTOM)), "{svg}");
+        assert!(svg.contains(">step 1<") && svg.contains(">step 2<"), "whole steps print without decimals: {svg}");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!
 //! [[stage]]
 //! name = "sft1"             # the stage's folder and the name later stages refer to (`@sft1`)
-//! kind = "sft"              # init | sft | grpo | reject | distill | eval
+//! kind = "sft"              # init | convert | sft | grpo | reject | distill | eval
 //! model = "@init"           # inputs: `@stage` (an earlier stage's output) or a path
 //! data = "@reject1"         # sft/grpo: data.train; distill: data.traces
 //! base = "train/configs/sft-arithmetic.toml"   # optional config file under `config`
@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum StageKind {
     Init,
+    Convert,
     Sft,
     Grpo,
     Reject,
@@ -47,11 +48,12 @@ pub enum StageKind {
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 6] = [StageKind::Init, StageKind::Sft, StageKind::Grpo, StageKind::Reject, StageKind::Distill, StageKind::Eval];
+    pub const ALL: [StageKind; 7] = [StageKind::Init, StageKind::Convert, StageKind::Sft, StageKind::Grpo, StageKind::Reject, StageKind::Distill, StageKind::Eval];
 
     pub fn name(self) -> &'static str {
         match self {
             StageKind::Init => "init",
+            StageKind::Convert => "convert",
             StageKind::Sft => "sft",
             StageKind::Grpo => "grpo",
             StageKind::Reject => "reject",
@@ -69,7 +71,7 @@ impl StageKind {
         match self {
             StageKind::Init => &[("tokenizer", Want::Model, false)],
             StageKind::Sft | StageKind::Grpo => &[("model", Want::Model, true), ("data", Want::Data, false)],
-            StageKind::Reject | StageKind::Eval => &[("model", Want::Model, true)],
+            StageKind::Reject | StageKind::Eval | StageKind::Convert => &[("model", Want::Model, true)],
             StageKind::Distill => &[("teacher", Want::Model, true), ("student", Want::Model, true), ("data", Want::Data, false)],
         }
     }
@@ -284,6 +286,17 @@ pub enum Work {
     Reject(r1kit_distill::RejectArgs),
     Distill(r1kit_distill::config::DistillConfig),
     Eval(HeldoutSpec),
+    Convert(ConvertStage),
+}
+
+/// A GGUF file made into a Hugging Face directory (which the trainers read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertStage {
+    pub model: PathBuf,
+    pub out: PathBuf,
+    /// Storage dtype of the weights: f32 (default) or bf16.
+    pub dtype: String,
 }
 
 #[derive(Debug, Clone)]
@@ -416,7 +429,7 @@ fn resolve_input(value: &str, want: Want, made: &BTreeMap<String, (Want, PathBuf
 
 fn output_path(kind: StageKind, dir: &Path) -> PathBuf {
     match kind {
-        StageKind::Init => dir.join("model"),
+        StageKind::Init | StageKind::Convert => dir.join("model"),
         StageKind::Reject => dir.join("accepted.jsonl"),
         _ => dir.join("final"),
     }
@@ -493,6 +506,11 @@ impl Inject<'_> {
             StageKind::Eval => {
                 default(table, "seed", seed);
             }
+            StageKind::Convert => {
+                force(table, "model", input("model").expect("required"));
+                force(table, "out", path(&self.dir.join("model")));
+                default(table, "dtype", toml::Value::String("f32".into()));
+            }
         }
         owned
     }
@@ -518,6 +536,16 @@ fn build_work(kind: StageKind, table: toml::Table) -> Result<Work> {
             let config = r1kit_distill::config::DistillConfig::deserialize(value).map_err(clean)?;
             config.validate()?;
             Work::Distill(config)
+        }
+        StageKind::Convert => {
+            let stage = ConvertStage::deserialize(value).map_err(clean)?;
+            if stage.dtype != "f32" && stage.dtype != "bf16" {
+                bail!("dtype `{}`: expected f32 or bf16", stage.dtype);
+            }
+            if stage.model.extension().is_none_or(|e| e != "gguf") {
+                bail!("model `{}`: a convert stage reads a .gguf file", stage.model.display());
+            }
+            Work::Convert(stage)
         }
         StageKind::Eval => {
             let spec = HeldoutSpec::deserialize(value).map_err(clean)?;

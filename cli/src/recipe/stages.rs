@@ -1,6 +1,6 @@
 //! Stage runners: each calls its crate's entry point with the planned configuration. A stage that
 //! was interrupted resumes through the trainers' own checkpoints (sft, grpo, distill) or is
-//! redone from the start (init, reject, eval: deterministic and short).
+//! redone from the start (init, convert, reject, eval: deterministic and short).
 
 use std::path::Path;
 
@@ -76,6 +76,11 @@ pub fn run_stage(stage: &PlannedStage, device: &str, seed: u64) -> Result<StageO
                 "own_eval": outcome.eval,
                 "generation": outcome.generation.map(|g| json!({"prompts": g.prompts, "sampled": g.sampled, "kept": g.kept, "acceptance_rate": g.acceptance_rate})),
             }))
+        }
+        Work::Convert(stage) => {
+            let dtype = if stage.dtype == "bf16" { r1kit_model::SaveDtype::Bf16 } else { r1kit_model::SaveDtype::F32 };
+            r1kit_model::gguf::convert_gguf_to_hf(&stage.model, &stage.out, dtype)?;
+            plain(json!({ "from": stage.model, "dtype": stage.dtype }))
         }
         Work::Eval(spec) => {
             let model = stage.resolved_model().context("an eval stage has a model")?;
