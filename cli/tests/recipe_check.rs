@@ -21,7 +21,7 @@ fn check(recipe: &Path) -> (bool, String, String) {
 fn the_tiny_recipe_plans_the_whole_r1_pipeline() {
     let (ok, stdout, stderr) = check(&workspace().join("recipes/r1-tiny.toml"));
     assert!(ok, "{stderr}");
-    let kinds: Vec<&str> = stdout.lines().filter_map(|l| l.split_once('(')).filter_map(|(_, rest)| rest.split(')').next()).collect();
+    let kinds: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  ")).filter_map(|l| l.split_once('(')).filter_map(|(_, rest)| rest.split(')').next()).collect();
     assert_eq!(kinds, ["init", "sft", "grpo", "reject", "sft", "grpo", "init", "distill"], "{stdout}");
 }
 
