@@ -327,6 +327,23 @@ mod tests {
     }
 
     #[test]
+    fn every_example_config_loads_and_its_data_specs_parse() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let c = GrpoConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                for spec in std::iter::once(&c.data.train).chain(c.data.heldout.as_ref()) {
+                    r1kit_datasets::DatasetSpec::parse(spec).unwrap_or_else(|e| panic!("{}: {spec}: {e}", path.display()));
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "{n} example configs");
+    }
+
+    #[test]
     fn typos_and_bad_values_are_named() {
         let err = GrpoConfig::load(&example(), &["algorithm.epsilon=0.1".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("epsilon"), "{err:#}");

@@ -3,7 +3,7 @@
 //! function of (weights, optimizer state, data position, seed, step), all of which a checkpoint
 //! holds, so a resumed run continues the same trajectory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -457,9 +457,4 @@ fn std(v: &[f64]) -> f64 {
     }
     let m = mean(v);
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
-}
-
-/// Where a run writes (for commands that wrap the trainer).
-pub fn run_dir(config: &GrpoConfig) -> &Path {
-    &config.run.out
 }
