@@ -246,12 +246,12 @@ pub fn load_recipe(path: &Path) -> Result<Recipe> {
 pub fn parse_recipe(text: &str, default_name: &str) -> Result<Recipe> {
     let mut table: toml::Table = toml::from_str(text)?;
     let stages_value = table.remove("stage").ok_or_else(|| anyhow!("no [[stage]]: a recipe names its stages in order"))?;
-    let head = RecipeHead::deserialize(toml::Value::Table(table)).map_err(|e| anyhow!("{}", e.to_string().trim()))?;
+    let head = RecipeHead::deserialize(toml::Value::Table(table)).map_err(|e| anyhow!("{}", one_line(&e)))?;
     let toml::Value::Array(items) = stages_value else { bail!("`stage` must be an array of tables ([[stage]])") };
     let mut stages = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let label = item.get("name").and_then(|n| n.as_str()).map(|n| format!("stage `{n}`")).unwrap_or_else(|| format!("stage {}", i + 1));
-        let stage = StageFile::deserialize(item).map_err(|e| anyhow!("{label}: {}", e.to_string().trim()))?;
+        let stage = StageFile::deserialize(item).map_err(|e| anyhow!("{label}: {}", one_line(&e)))?;
         stages.push(stage);
     }
     if stages.is_empty() {
@@ -259,7 +259,7 @@ pub fn parse_recipe(text: &str, default_name: &str) -> Result<Recipe> {
     }
     let heldout = match &head.heldout {
         Some(t) => {
-            let spec = HeldoutSpec::deserialize(toml::Value::Table(t.clone())).map_err(|e| anyhow!("[heldout]: {}", e.to_string().trim()))?;
+            let spec = HeldoutSpec::deserialize(toml::Value::Table(t.clone())).map_err(|e| anyhow!("[heldout]: {}", one_line(&e)))?;
             spec.validate().context("[heldout]")?;
             Some(spec)
         }
@@ -285,7 +285,8 @@ pub enum Work {
     Grpo(r1kit_grpo::config::GrpoConfig),
     Reject(r1kit_distill::RejectArgs),
     Distill(r1kit_distill::config::DistillConfig),
-    Eval(HeldoutSpec),
+    /// The model is filled in from the stage's `model` input.
+    Eval { model: PathBuf, spec: HeldoutSpec },
     Convert(ConvertStage),
 }
 
@@ -366,8 +367,13 @@ pub fn plan(recipe: &Recipe, run_dir: &Path) -> Result<Vec<PlannedStage>> {
                 bail!("{label}: config key `{key}` is set by the recipe (the stage's inputs and folder); remove it");
             }
         }
-        let resolved = serde_json::to_value(&table).context("config as JSON")?;
-        let work = build_work(kind, table).with_context(|| format!("{label}, config"))?;
+        let mut resolved = serde_json::to_value(&table).context("config as JSON")?;
+        let mut work = build_work(kind, table).with_context(|| format!("{label}, config"))?;
+        if let (Work::Eval { model, .. }, Some(PathOrSpec::Path(path))) = (&mut work, inputs.get("model")) {
+            // the evaluated model is part of what the stage did
+            *model = path.clone();
+            resolved["model"] = serde_json::Value::String(path.to_string_lossy().into_owned());
+        }
         let output = kind.makes().map(|_| output_path(kind, &dir));
         if let (Some(want), Some(path)) = (kind.makes(), &output) {
             made.insert(stage.name.clone(), (want, path.clone()));
@@ -518,7 +524,7 @@ impl Inject<'_> {
 
 fn build_work(kind: StageKind, table: toml::Table) -> Result<Work> {
     let value = toml::Value::Table(table);
-    let clean = |e: toml::de::Error| anyhow!("{}", e.to_string().trim());
+    let clean = |e: toml::de::Error| anyhow!("{}", one_line(&e));
     Ok(match kind {
         StageKind::Init => Work::Init(clap_args::<InitWrap>(value)?.args),
         StageKind::Reject => Work::Reject(clap_args::<RejectWrap>(value)?.args),
@@ -550,7 +556,7 @@ fn build_work(kind: StageKind, table: toml::Table) -> Result<Work> {
         StageKind::Eval => {
             let spec = HeldoutSpec::deserialize(value).map_err(clean)?;
             spec.validate()?;
-            Work::Eval(spec)
+            Work::Eval { model: PathBuf::new(), spec }
         }
     })
 }
@@ -606,6 +612,11 @@ fn scalar(key: &str, value: &toml::Value) -> Result<String> {
         toml::Value::Boolean(b) => b.to_string(),
         _ => bail!("key `{key}`: expected a string, number or boolean"),
     })
+}
+
+/// A deserialization error on one line ("unknown field `x`, expected ... in `optimizer`").
+fn one_line(e: &toml::de::Error) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The value at a dotted key.
@@ -711,8 +722,10 @@ mod tests {
     #[test]
     fn eval_stages_inherit_the_recipe_heldout_settings() {
         let stages = plan_text(&format!("{INIT}[[stage]]\nname = \"ev\"\nkind = \"eval\"\nmodel = \"@base\"\n[stage.config]\nsamples = 8\n")).unwrap();
-        let Work::Eval(spec) = &stages[1].work else { panic!() };
+        let Work::Eval { model, spec } = &stages[1].work else { panic!() };
         assert_eq!((spec.dataset.as_str(), spec.samples, spec.seed), ("arithmetic:n=10,seed=1", 8, Some(3)));
+        assert_eq!(model, Path::new("/tmp/run/base/model"));
+        assert_eq!(stages[1].resolved["model"], "/tmp/run/base/model");
         assert_eq!(stages[1].output, None);
     }
 

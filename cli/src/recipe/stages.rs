@@ -82,19 +82,11 @@ pub fn run_stage(stage: &PlannedStage, device: &str, seed: u64) -> Result<StageO
             r1kit_model::gguf::convert_gguf_to_hf(&stage.model, &stage.out, dtype)?;
             plain(json!({ "from": stage.model, "dtype": stage.dtype }))
         }
-        Work::Eval(spec) => {
-            let model = stage.resolved_model().context("an eval stage has a model")?;
-            let report = heldout_eval(&model, spec, device, seed, Some(&stage.dir.join("eval.jsonl")))?;
+        Work::Eval { model, spec } => {
+            let report = heldout_eval(model, spec, device, seed, Some(&stage.dir.join("eval.jsonl")))?;
             StageOutcome { final_mean_reward: None, details: json!({}), eval: Some(report) }
         }
     })
-}
-
-impl PlannedStage {
-    /// The model an eval stage reads.
-    fn resolved_model(&self) -> Option<std::path::PathBuf> {
-        self.resolved.get("model")?.as_str().map(Into::into)
-    }
 }
 
 /// Samples and scores the held-out prompts with `model`; writes per-example results to
