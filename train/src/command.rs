@@ -204,14 +204,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// A Hugging Face directory, or a `.gguf` file (weights and tokenizer from its metadata).
+/// A Hugging Face directory, or a `.gguf` file (weights and tokenizer from its metadata): the
+/// model crate's one loader.
 pub fn load_model_and_tokenizer(path: &std::path::Path, device: &r1kit_model::burn::prelude::Device) -> Result<(r1kit_model::Model, Tokenizer)> {
-    if path.extension().is_some_and(|e| e == "gguf") {
-        return Ok(r1kit_model::gguf::load_gguf_model(path, device)?);
-    }
-    let model = r1kit_model::load_model_dir(path, device)?;
-    let tokenizer = Tokenizer::from_dir(path).with_context(|| format!("tokenizer of {}", path.display()))?;
-    Ok((model, tokenizer))
+    r1kit_model::load_pretrained(path, None, device).with_context(|| format!("loading {}", path.display()))
 }
 
 fn report_line(r: &crate::eval::EvalReport) -> String {
