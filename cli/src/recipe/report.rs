@@ -48,8 +48,10 @@ fn tick(v: f64) -> String {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.2}")
-    } else {
+    } else if v.abs() >= 1e-3 {
         format!("{v:.3}")
+    } else {
+        format!("{v:.1e}")
     }
 }
 
