@@ -18,6 +18,7 @@ use r1kit_train::eval::{evaluate, write_results, EvalOptions, EvalReport, CORREC
 use r1kit_train::metrics::{non_finite, MetricsLog};
 use r1kit_train::optim::{AdamW, AdamWConfig};
 use r1kit_train::params::Freeze;
+use r1kit_train::rng::TrainRng;
 use r1kit_train::schedule::Schedule;
 use serde_json::{json, Map, Value};
 
@@ -27,30 +28,19 @@ use crate::kl::kl_estimate_scalar;
 use crate::loss::ClipConfig;
 use crate::update::{batch_logprobs_of, policy_update, StepSequences, UpdateConfig};
 
-/// A small deterministic generator for data order and the shuffled-reward control.
-#[derive(Debug, Clone)]
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
+/// Fisher-Yates with train's seeded generator (data order and the shuffled-reward control).
+fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut rng = TrainRng::new(seed);
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
     }
 }
 
 /// The order of the training prompts in `epoch` (a function of seed and epoch only).
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    SplitMix(seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407)).shuffle(&mut order);
+    shuffle(&mut order, seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407));
     order
 }
 
@@ -251,7 +241,7 @@ impl Run<'_> {
             let scores: Vec<&r1kit_rewards::CompositeOutput> = kept.iter().flat_map(|(_, _, s)| s.iter()).collect();
             let mut totals: Vec<f64> = scores.iter().map(|s| s.total).collect();
             if c.algorithm.shuffle_rewards {
-                SplitMix(c.run.seed ^ (step + 1).wrapping_mul(0x5851_F42D_4C95_7F2D)).shuffle(&mut totals);
+                shuffle(&mut totals, c.run.seed ^ (step + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
             }
 
             // Sequences: prompt + completion; truncated completions masked when asked.
