@@ -12,26 +12,18 @@ pub const DEFAULT_CHUNK_ROWS: usize = 1024;
 /// log p(target | prefix) for every position: `hidden` is `[batch, seq, hidden]`, `targets`
 /// row-major `[batch, seq]`; returns `[batch, seq]`. Differentiable when `hidden` is tracked.
 pub fn token_logprobs(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize) -> Tensor<2> {
-    let [b, s, h] = hidden.dims();
-    let n = b * s;
-    assert_eq!(targets.len(), n, "one target per position");
-    let device = hidden.device();
-    let flat = hidden.reshape([n, h]);
-    let chunk_rows = chunk_rows.max(1);
-    let mut parts = Vec::with_capacity(n.div_ceil(chunk_rows));
-    for start in (0..n).step_by(chunk_rows) {
-        let end = (start + chunk_rows).min(n);
-        let logits = model.logits_2d(flat.clone().slice([start..end, 0..h]));
-        let ids: Vec<i64> = targets[start..end].iter().map(|&t| t as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [end - start, 1]), &device);
-        parts.push(log_softmax(logits, 1).gather(1, ids));
-    }
-    Tensor::cat(parts, 0).reshape([b, s])
+    chunked(model, hidden, targets, chunk_rows, false).0
 }
 
 /// As [`token_logprobs`], also returning the entropy of the model's distribution at every
 /// position (`[batch, seq]`, detached: a metric, not part of the loss).
 pub fn token_logprobs_and_entropy(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize) -> (Tensor<2>, Tensor<2>) {
+    let (logp, entropy) = chunked(model, hidden, targets, chunk_rows, true);
+    (logp, entropy.expect("asked for"))
+}
+
+/// The one chunk loop behind both: project `chunk_rows` rows to the vocabulary at a time.
+fn chunked(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize, with_entropy: bool) -> (Tensor<2>, Option<Tensor<2>>) {
     let [b, s, h] = hidden.dims();
     let n = b * s;
     assert_eq!(targets.len(), n, "one target per position");
@@ -44,9 +36,12 @@ pub fn token_logprobs_and_entropy(model: &Model, hidden: Tensor<3>, targets: &[u
         let logp = log_softmax(model.logits_2d(flat.clone().slice([start..end, 0..h])), 1);
         let ids: Vec<i64> = targets[start..end].iter().map(|&t| t as i64).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [end - start, 1]), &device);
-        let detached = logp.clone().detach();
-        entropies.push((detached.clone().exp() * detached).sum_dim(1).neg());
+        if with_entropy {
+            let detached = logp.clone().detach();
+            entropies.push((detached.clone().exp() * detached).sum_dim(1).neg());
+        }
         logps.push(logp.gather(1, ids));
     }
-    (Tensor::cat(logps, 0).reshape([b, s]), Tensor::cat(entropies, 0).reshape([b, s]))
+    let entropy = with_entropy.then(|| Tensor::cat(entropies, 0).reshape([b, s]));
+    (Tensor::cat(logps, 0).reshape([b, s]), entropy)
 }
