@@ -138,7 +138,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
 
 fn load_or_init(model: &Option<PathBuf>, shape: &Option<String>, device: &Device) -> Result<Model> {
     match (model, shape) {
-        (Some(dir), _) => Ok(r1kit_model::load_model_dir(dir, device)?),
+        (Some(path), _) => Ok(r1kit_model::load_pretrained(path, None, device)?.0),
         (None, Some(name)) => match ModelConfig::preset(name) {
             Some(cfg) => Ok(Model::init_random(cfg, device, 0.02, 0)),
             None => bail!("unknown --shape '{name}' (one of {})", r1kit_model::config::PRESET_SHAPES.join(", ")),
