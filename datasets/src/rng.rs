@@ -19,6 +19,11 @@ impl Rng {
         Rng::new(base ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03))
     }
 
+    /// The whole state (checkpoints save it; `Rng::new(state)` continues the stream).
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -1,35 +1,8 @@
 //! The trainer's RNG (SplitMix64): its whole state is one u64, saved in checkpoints, and data
 //! orders are pure functions of (seed, epoch) so a resumed run sees the same examples.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrainRng {
-    pub state: u64,
-}
-
-impl TrainRng {
-    pub fn new(seed: u64) -> Self {
-        TrainRng { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let x = self.next_u64();
-            if x < zone {
-                return x % n;
-            }
-        }
-    }
-}
+/// The datasets crate's SplitMix64: one generator for the whole project.
+pub use r1kit_datasets::rng::Rng as TrainRng;
 
 /// The order of `n` examples in `epoch`: a Fisher-Yates shuffle seeded by (seed, epoch), or the
 /// file order when `shuffle` is off.

@@ -242,7 +242,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
             }
             last_eval = (loss, report.map(|(r, _)| r));
         }
-        state.rng_state = rng.state;
+        state.rng_state = rng.state();
         state.metrics = Value::Object(record.clone());
         metrics.write(&record)?;
         if config.train.log_every > 0 && (state.step % config.train.log_every == 0 || last_step) {
