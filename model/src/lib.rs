@@ -21,6 +21,6 @@ pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
 pub use pretrained::load_pretrained;
-pub use transformer::Model;
+pub use transformer::{normal_tensor, Model};
 
 pub use burn;

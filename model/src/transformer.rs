@@ -7,6 +7,9 @@
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::attention_mask::AttentionMask;
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
@@ -291,18 +294,36 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups:
 
 impl Model {
     /// A freshly initialized model as transformers initializes one: weights ~ N(0, init_std),
-    /// norm weights 1, biases 0. Seeded through the device's generator.
+    /// norm weights 1, biases 0. Drawn on the host from `seed` alone, so the same seed gives the
+    /// same weights on any device and whatever else runs in the process (the device's generator
+    /// is global and shared between threads).
     pub fn init_random(config: ModelConfig, device: &Device, init_std: f64, seed: u64) -> Model {
-        device.seed(seed);
+        let mut rng = StdRng::seed_from_u64(seed);
         Model::build(config, |name, shape| {
             Ok(if name.ends_with("norm.weight") {
                 Tensor::ones(shape, device)
             } else if name.ends_with(".bias") {
                 Tensor::zeros(shape, device)
             } else {
-                Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, init_std), device)
+                normal_tensor(shape, init_std, &mut rng, device)
             })
         })
         .expect("random initialization cannot fail")
     }
+}
+
+/// A tensor of `shape` with entries ~ N(0, std) drawn from `rng` on the host (Box-Muller).
+pub fn normal_tensor<const D: usize>(shape: [usize; D], std: f64, rng: &mut StdRng, device: &Device) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let mut values = Vec::with_capacity(n + 1);
+    while values.len() < n {
+        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: ln is finite
+        let u2: f64 = rng.random::<f64>();
+        let radius = (-2.0 * u1.ln()).sqrt() * std;
+        let angle = std::f64::consts::TAU * u2;
+        values.push((radius * angle.cos()) as f32);
+        values.push((radius * angle.sin()) as f32);
+    }
+    values.truncate(n);
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
