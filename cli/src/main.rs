@@ -1,6 +1,7 @@
 //! The `r1kit` binary: parses arguments and wires the crates together; holds no algorithm.
 
 mod bench;
+mod check;
 mod generate;
 mod recipe;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Correctness checks for a device (the GPU machine has no Rust toolchain to run the tests).
+    #[command(subcommand)]
+    Check(check::CheckCommand),
 }
 
 fn main() {
@@ -56,6 +60,7 @@ fn main() {
         Command::Grpo(args) => r1kit_grpo::command::run(&args),
         Command::Run(args) => recipe::run_recipe(&args),
         Command::Bench(cmd) => bench::run(&cmd),
+        Command::Check(cmd) => check::run(&cmd),
         Command::Convert(args) => convert(&args),
     };
     if let Err(e) = result {

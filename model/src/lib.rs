@@ -10,6 +10,7 @@ pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod logprobs;
+pub mod parity;
 pub mod pretrained;
 pub mod rope;
 pub mod tokenizer;

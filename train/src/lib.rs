@@ -20,5 +20,6 @@ pub mod config;
 pub mod rng;
 pub mod sft;
 pub mod command;
+pub mod device_check;
 
 pub use command::{run_eval, run_init, run_sft, EvalArgs, InitArgs, SftArgs};

@@ -1,0 +1,85 @@
+//! `r1kit check ...`: correctness checks meant for the GPU machine (no Rust toolchain there, so
+//! the test suite's checks travel inside the binary). Each prints its figures and fails when a
+//! tolerance is exceeded.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use r1kit_model::burn::prelude::*;
+use r1kit_model::device::parse_device;
+use r1kit_model::parity::{check_parity, load_fixture};
+
+#[derive(Subcommand)]
+pub enum CheckCommand {
+    /// The parity fixtures (tiny HF checkpoints + transformers' logits) on a device.
+    Parity {
+        /// Device: cpu, cuda, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Fixture directories (default: model/tests/fixtures/parity/*).
+        #[arg(long = "fixture")]
+        fixtures: Vec<PathBuf>,
+        /// Largest |logit difference| accepted.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f32,
+        /// Greedy positions whose transformers top-1/top-2 gap is at most this are not compared.
+        #[arg(long, default_value_t = 1e-2)]
+        min_gap: f64,
+    },
+    /// One SFT step from the same checkpoint on a device and on the CPU, compared.
+    SftStep {
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// The checkpoint (default: the qwen2 parity fixture).
+        #[arg(long, default_value = "model/tests/fixtures/parity/qwen2-tiny")]
+        model: PathBuf,
+        /// Largest |weight difference| accepted, relative to the largest weight change of the step.
+        #[arg(long, default_value_t = 1e-2)]
+        tolerance: f32,
+    },
+}
+
+pub fn run(command: &CheckCommand) -> Result<()> {
+    match command {
+        CheckCommand::Parity { device, fixtures, tolerance, min_gap } => {
+            let device = parse_device(device)?;
+            let fixtures = if fixtures.is_empty() {
+                ["qwen2-tiny", "qwen3-tiny", "llama-tiny"].iter().map(|n| PathBuf::from("model/tests/fixtures/parity").join(n)).collect()
+            } else {
+                fixtures.clone()
+            };
+            let mut failed = Vec::new();
+            for dir in &fixtures {
+                let (model, reference) = load_fixture(dir, &device)?;
+                let r = check_parity(&model, &reference, *min_gap)?;
+                let ok = r.max_logit_diff <= *tolerance && r.greedy_agreed == r.greedy_checked && r.greedy_checked > 0;
+                println!(
+                    "parity {:<40} {:?}: max |logit diff| {:.3e} (tolerance {tolerance:e}); greedy {}/{} {}",
+                    dir.display(), device, r.max_logit_diff, r.greedy_agreed, r.greedy_checked, if ok { "ok" } else { "FAILED" }
+                );
+                if !ok {
+                    failed.push(dir.display().to_string());
+                }
+            }
+            if !failed.is_empty() {
+                bail!("parity failed for {}", failed.join(", "));
+            }
+            Ok(())
+        }
+        CheckCommand::SftStep { device, model, tolerance } => {
+            let device = parse_device(device)?;
+            let cpu = Device::flex();
+            let r = r1kit_train::device_check::sft_step_on_two_devices(model, [&cpu, &device])?;
+            let relative = r.max_weight_diff / r.max_update.max(f32::MIN_POSITIVE);
+            println!(
+                "sft-step cpu vs {device:?}: loss {:.6} / {:.6}, grad norm {:.6} / {:.6}, max |weight diff| {:.3e} = {:.3e} x the largest update ({:.3e})",
+                r.loss[0], r.loss[1], r.grad_norm[0], r.grad_norm[1], r.max_weight_diff, relative, r.max_update
+            );
+            if relative > *tolerance {
+                bail!("sft-step: the {device:?} step differs from the CPU step by {relative:.3e} of the update (tolerance {tolerance:e})");
+            }
+            Ok(())
+        }
+    }
+}

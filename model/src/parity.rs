@@ -1,0 +1,88 @@
+//! Parity with HF transformers on a fixture directory (a tiny checkpoint + `reference.json` made by
+//! scripts/make_parity_fixtures.py): the same check serves the CPU test suite and `r1kit check
+//! parity --device cuda` on the GPU machine.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use serde_json::Value;
+
+use crate::error::{read_json, ModelError, Result};
+use crate::{load_model_dir, AttentionMask, Model};
+
+/// How far the model on one device is from transformers' outputs on one fixture.
+#[derive(Debug, Clone)]
+pub struct ParityReport {
+    /// Largest |logit difference| over the non-padded positions of the fixture's left-padded batch.
+    pub max_logit_diff: f32,
+    /// Teacher-forced greedy: positions of the reference's greedy continuations whose top-1 /
+    /// top-2 gap (in transformers) exceeds the `min_gap` given, and how many of them we agree on.
+    pub greedy_checked: usize,
+    pub greedy_agreed: usize,
+}
+
+/// The fixture's model loaded onto `device`.
+pub fn load_fixture(dir: &Path, device: &Device) -> Result<(Model, Value)> {
+    let model = load_model_dir(dir, device)?;
+    let reference: Value = read_json(&dir.join("reference.json"))?;
+    Ok((model, reference))
+}
+
+/// Compares `model` with the fixture's `reference`; greedy positions whose reference gap is at most
+/// `min_gap` are skipped (a rounding-level tie may flip either way).
+pub fn check_parity(model: &Model, reference: &Value, min_gap: f64) -> Result<ParityReport> {
+    let bad = |what: &str| ModelError::Invalid(format!("reference.json: missing or malformed `{what}`"));
+    let ids = rows(&reference["input_ids"]).ok_or_else(|| bad("input_ids"))?;
+    let mask = rows(&reference["attention_mask"]).ok_or_else(|| bad("attention_mask"))?;
+    let pos = rows(&reference["position_ids"]).ok_or_else(|| bad("position_ids"))?;
+    let theirs: Vec<f32> = reference["logits"].as_array().ok_or_else(|| bad("logits"))?.iter().map(|x| x.as_f64().unwrap_or(f64::NAN) as f32).collect();
+    let (b, s, v) = (ids.len(), ids.first().map_or(0, |r| r.len()), model.config.vocab_size);
+    if theirs.len() != b * s * v {
+        return Err(ModelError::Invalid(format!("reference.json: {} logits for a {b} x {s} batch of vocabulary {v}", theirs.len())));
+    }
+    let positions: Vec<i64> = pos.concat().into_iter().map(i64::from).collect();
+    let hidden = model.forward_hidden(&ids.concat(), &positions, b, &AttentionMask::causal_segments(&mask.concat(), b), None);
+    let ours = host_f32(model.logits(hidden));
+    let mut max_logit_diff = 0f32;
+    for (row, m) in mask.iter().enumerate() {
+        for (i, _) in m.iter().enumerate().filter(|(_, m)| **m != 0) {
+            let at = (row * s + i) * v;
+            for k in at..at + v {
+                max_logit_diff = max_logit_diff.max((ours[k] - theirs[k]).abs());
+            }
+        }
+    }
+
+    let (mut greedy_checked, mut greedy_agreed) = (0, 0);
+    for g in reference["greedy"].as_array().ok_or_else(|| bad("greedy"))? {
+        let prompt = row(&g["prompt"]).ok_or_else(|| bad("greedy.prompt"))?;
+        let tokens = row(&g["tokens"]).ok_or_else(|| bad("greedy.tokens"))?;
+        let gaps: Vec<f64> = g["top1_top2_gap"].as_array().ok_or_else(|| bad("greedy.top1_top2_gap"))?.iter().filter_map(|x| x.as_f64()).collect();
+        let sequence: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
+        let n = sequence.len();
+        let hidden = model.forward_hidden(&sequence, &(0..n as i64).collect::<Vec<_>>(), 1, &AttentionMask::causal_segments(&vec![1; n], 1), None);
+        let logits = host_f32(model.logits(hidden));
+        for (step, (&token, &gap)) in tokens.iter().zip(&gaps).enumerate() {
+            if gap <= min_gap {
+                continue;
+            }
+            let at = (prompt.len() - 1 + step) * v;
+            let argmax = logits[at..at + v].iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &x)| if x > best.1 { (k, x) } else { best }).0;
+            greedy_checked += 1;
+            greedy_agreed += (argmax as u32 == token) as usize;
+        }
+    }
+    Ok(ParityReport { max_logit_diff, greedy_checked, greedy_agreed })
+}
+
+fn row(v: &Value) -> Option<Vec<u32>> {
+    v.as_array()?.iter().map(|x| x.as_u64().map(|x| x as u32)).collect()
+}
+
+fn rows(v: &Value) -> Option<Vec<Vec<u32>>> {
+    v.as_array()?.iter().map(row).collect()
+}
+
+fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().expect("logits convert to f32")
+}
