@@ -19,6 +19,33 @@ pub enum BenchCommand {
     Code(CodeArgs),
     /// One full GRPO step, its time split by phase.
     GrpoStep(GrpoStepArgs),
+    /// Training throughput: forward + backward + AdamW on random tokens, a real shape with random weights.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// A named shape (qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, smollm2-135m, tiny).
+    #[arg(long, default_value = "tiny")]
+    pub shape: String,
+    /// Sequences per optimizer step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 2048)]
+    pub seq: usize,
+    /// Sequences per micro-batch (gradient accumulation over batch / micro_batch).
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -117,6 +144,22 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Code(a) => bench_code(a),
+        BenchCommand::Train(a) => {
+            let device = r1kit_model::device::parse_device(&a.device)?;
+            let Some(config) = ModelConfig::preset(&a.shape) else { bail!("--shape {}: not a known shape", a.shape) };
+            let r = r1kit_train::bench::bench_train(config, &device, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
+            println!(
+                "bench train {} on {device:?}: {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
+                a.shape, r.parameters, r.batch, r.seq, r.micro_batches,
+                r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64,
+                r.step_seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+                r.tokens_per_s, 100.0 * r.mfu, r1kit_train::bench::PEAK_FLOPS / 1e12, r.loss
+            );
+            if let Some(out) = &a.out {
+                std::fs::write(out, serde_json::to_string_pretty(&r)?).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+            }
+            Ok(())
+        }
         BenchCommand::GrpoStep(a) => {
             let device = r1kit_model::device::parse_device(&a.device)?;
             let (model, tokenizer) = match (&a.model, &a.shape) {

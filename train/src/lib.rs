@@ -21,5 +21,6 @@ pub mod rng;
 pub mod sft;
 pub mod command;
 pub mod device_check;
+pub mod bench;
 
 pub use command::{run_eval, run_init, run_sft, EvalArgs, InitArgs, SftArgs};
