@@ -21,6 +21,26 @@ pub enum BenchCommand {
     GrpoStep(GrpoStepArgs),
     /// Training throughput: forward + backward + AdamW on random tokens, a real shape with random weights.
     Train(TrainArgs),
+    /// The cuBLASLt GEMM on burn's CUDA stream: correctness (f64 reference, burn's matmul),
+    /// ordering under a no-sync chain, and TFLOP/s on Qwen2.5 training shapes against burn.
+    Gemm(GemmArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GemmArgs {
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Write the results as JSON (also after each section).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Skip the speed section.
+    #[arg(long)]
+    pub skip_speed: bool,
+    /// A few correctness shapes and the smaller model's speed shapes only.
+    #[arg(long)]
+    pub quick: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +61,9 @@ pub struct TrainArgs {
     pub warmup: usize,
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// Compute dtype of the matrix products (f32 master weights either way): f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub compute: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Also write the figures as JSON here.
@@ -144,13 +167,19 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Code(a) => bench_code(a),
+        BenchCommand::Gemm(a) => {
+            let device = r1kit_model::device::parse_device(&a.device)?;
+            let opts = r1kit_gpu::bench::GemmBenchOptions { out: a.out.clone(), skip_speed: a.skip_speed, quick: a.quick, seed: a.seed };
+            r1kit_gpu::bench::bench_gemm(&device, &opts)
+        }
         BenchCommand::Train(a) => {
             let device = r1kit_model::device::parse_device(&a.device)?;
             let Some(config) = ModelConfig::preset(&a.shape) else { bail!("--shape {}: not a known shape", a.shape) };
-            let r = r1kit_train::bench::bench_train(config, &device, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
+            let compute = r1kit_model::device::parse_compute_dtype(&a.compute)?;
+            let r = r1kit_train::bench::bench_train(config, &device, compute, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
             println!(
-                "bench train {} on {device:?}: {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
-                a.shape, r.parameters, r.batch, r.seq, r.micro_batches,
+                "bench train {} on {device:?} ({} products): {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
+                a.shape, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,
                 r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64,
                 r.step_seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 r.tokens_per_s, 100.0 * r.mfu, r1kit_train::bench::PEAK_FLOPS / 1e12, r.loss

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use r1kit_model::burn::prelude::*;
-use r1kit_model::device::parse_device;
+use r1kit_model::device::{parse_compute_dtype, parse_device};
 use r1kit_model::parity::{check_parity, load_fixture};
 
 #[derive(Subcommand)]
@@ -20,6 +20,9 @@ pub enum CheckCommand {
         /// Fixture directories (default: model/tests/fixtures/parity/*).
         #[arg(long = "fixture")]
         fixtures: Vec<PathBuf>,
+        /// Compute dtype of the matrix products: f32 or bf16.
+        #[arg(long, default_value = "f32")]
+        compute: String,
         /// Largest |logit difference| accepted.
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f32,
@@ -42,8 +45,9 @@ pub enum CheckCommand {
 
 pub fn run(command: &CheckCommand) -> Result<()> {
     match command {
-        CheckCommand::Parity { device, fixtures, tolerance, min_gap } => {
+        CheckCommand::Parity { device, compute, fixtures, tolerance, min_gap } => {
             let device = parse_device(device)?;
+            let dtype = parse_compute_dtype(compute)?;
             let fixtures = if fixtures.is_empty() {
                 ["qwen2-tiny", "qwen3-tiny", "llama-tiny"].iter().map(|n| PathBuf::from("model/tests/fixtures/parity").join(n)).collect()
             } else {
@@ -52,10 +56,11 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             let mut failed = Vec::new();
             for dir in &fixtures {
                 let (model, reference) = load_fixture(dir, &device)?;
+                let model = model.with_compute(dtype);
                 let r = check_parity(&model, &reference, *min_gap)?;
                 let ok = r.max_logit_diff <= *tolerance && r.greedy_agreed == r.greedy_checked && r.greedy_checked > 0;
                 println!(
-                    "parity {:<40} {:?}: max |logit diff| {:.3e} (tolerance {tolerance:e}); greedy {}/{} {}",
+                    "parity {:<40} {:?} {compute}: max |logit diff| {:.3e} (tolerance {tolerance:e}); greedy {}/{} {}",
                     dir.display(), device, r.max_logit_diff, r.greedy_agreed, r.greedy_checked, if ok { "ok" } else { "FAILED" }
                 );
                 if !ok {

@@ -21,3 +21,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
         other => Err(ModelError::Invalid(format!("unknown device '{other}' (cpu or cuda)"))),
     }
 }
+
+/// Run-time compute dtype of the matrix products: `f32` or `bf16` (master weights stay f32).
+pub fn parse_compute_dtype(name: &str) -> Result<burn::tensor::FloatDType> {
+    match name {
+        "f32" => Ok(burn::tensor::FloatDType::F32),
+        "bf16" => Ok(burn::tensor::FloatDType::BF16),
+        other => Err(ModelError::Invalid(format!("unknown compute dtype '{other}' (f32 or bf16)"))),
+    }
+}

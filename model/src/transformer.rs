@@ -6,6 +6,7 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
+use burn::tensor::FloatDType;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,15 +26,24 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, compute: FloatDType) -> Tensor<3> {
         let [b, s, i] = x.dims();
         let out = self.weight.dims()[0];
-        let mut y = x.reshape([b * s, i]).matmul(self.weight.clone().transpose());
+        let mut y = matmul_in(x.reshape([b * s, i]), self.weight.clone().transpose(), compute);
         if let Some(bias) = &self.bias {
             y = y + bias.clone();
         }
         y.reshape([b, s, out])
     }
+}
+
+/// `a @ b` with both operands cast to `compute` and the product returned in f32: autocast's rule for
+/// matrix products (f32 master weights, bf16 GEMMs with f32 accumulation); everything else stays f32.
+pub fn matmul_in<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
+    if compute == FloatDType::F32 {
+        return a.matmul(b);
+    }
+    a.cast(compute).matmul(b.cast(compute)).cast(FloatDType::F32)
 }
 
 /// RMSNorm computed in f32, weight applied after the normalization (as transformers does).
@@ -72,6 +82,8 @@ pub struct Model {
     /// `[vocab, hidden]`; `None` when tied to the embeddings.
     pub lm_head: Option<Tensor<2>>,
     inv_freq: Vec<f32>,
+    /// The dtype of the matrix products (f32 by default; bf16 for mixed precision on GPUs).
+    pub compute: FloatDType,
 }
 
 /// Name and Hugging Face shape of every parameter, in checkpoint order.
@@ -159,7 +171,7 @@ impl Model {
         let final_norm = next("model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(next("lm_head.weight")?) };
         let inv_freq = inverse_frequencies(&config);
-        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq })
+        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq, compute: FloatDType::F32 })
     }
 
     /// Every parameter with its checkpoint name, in `parameter_specs` order.
@@ -193,6 +205,12 @@ impl Model {
             let t = slot.clone();
             *slot = f(&name, t);
         }
+        self
+    }
+
+    /// The same weights with matrix products in `compute` (see `matmul_in`).
+    pub fn with_compute(mut self, compute: FloatDType) -> Model {
+        self.compute = compute;
         self
     }
 
@@ -249,18 +267,19 @@ impl Model {
             };
             rope.apply(t.swap_dims(1, 2))
         };
-        let q = heads(layer.q_proj.forward(hx.clone()), nh, &layer.q_norm);
-        let k = heads(layer.k_proj.forward(hx.clone()), nkv, &layer.k_norm);
-        let v = layer.v_proj.forward(hx).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+        let m = self.compute;
+        let q = heads(layer.q_proj.forward(hx.clone(), m), nh, &layer.q_norm);
+        let k = heads(layer.k_proj.forward(hx.clone(), m), nkv, &layer.k_norm);
+        let v = layer.v_proj.forward(hx, m).reshape([b, s, nkv, hd]).swap_dims(1, 2);
         let (k, v) = match cache {
             Some((cache, index)) => cache.write_and_read(index, k, v),
             None => (k, v),
         };
-        let attn = attention(q, k, v, mask, nh / nkv); // [b, nh, s, hd]
+        let attn = attention(q, k, v, mask, nh / nkv, m); // [b, nh, s, hd]
         let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
-        let x = x + layer.o_proj.forward(attn);
+        let x = x + layer.o_proj.forward(attn, m);
         let hx = rms_norm(x.clone(), &layer.post_attention_norm, c.rms_norm_eps);
-        let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone())) * layer.up_proj.forward(hx));
+        let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone(), m)) * layer.up_proj.forward(hx, m), m);
         x + mlp
     }
 
@@ -268,18 +287,18 @@ impl Model {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        hidden.reshape([b * s, h]).matmul(head.clone().transpose()).reshape([b, s, self.config.vocab_size])
+        matmul_in(hidden.reshape([b * s, h]), head.clone().transpose(), self.compute).reshape([b, s, self.config.vocab_size])
     }
 
     /// The output projection of a flat `[n, hidden]` block, for chunked log-probabilities.
     pub fn logits_2d(&self, hidden: Tensor<2>) -> Tensor<2> {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        hidden.matmul(head.clone().transpose())
+        matmul_in(hidden, head.clone().transpose(), self.compute)
     }
 }
 
 /// Scaled dot-product attention with grouped-query heads; `mask` is additive `[b, 1, s, t]`.
-fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups: usize) -> Tensor<4> {
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups: usize, compute: FloatDType) -> Tensor<4> {
     let [b, nkv, t, hd] = k.dims();
     let (k, v) = if groups > 1 {
         let repeat = |x: Tensor<4>| x.unsqueeze_dim::<5>(2).expand([b, nkv, groups, t, hd]).reshape([b, nkv * groups, t, hd]);
@@ -288,8 +307,8 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups:
         (k, v)
     };
     let scale = 1.0 / (hd as f64).sqrt();
-    let scores = q.matmul(k.swap_dims(2, 3)) * scale + mask.clone();
-    softmax(scores, 3).matmul(v)
+    let scores = matmul_in(q, k.swap_dims(2, 3), compute) * scale + mask.clone();
+    matmul_in(softmax(scores, 3), v, compute)
 }
 
 impl Model {
