@@ -6,6 +6,7 @@
 //! path = "runs/sft/final"        # HF directory or GGUF file (required)
 //! # tokenizer = "..."            # tokenizer.json or its directory (default: the model's own)
 //! device = "cpu"                 # cpu | cuda
+//! compute = "f32"                # dtype of the matrix products: f32 | bf16 (f32 master weights)
 //!
 //! [data]
 //! train = "countdown:n=4000,seed=1"      # dataset spec (required; see `r1kit data show`)
@@ -101,6 +102,12 @@ pub struct ModelSection {
     pub tokenizer: Option<PathBuf>,
     #[serde(default = "default_device")]
     pub device: String,
+    #[serde(default = "default_compute")]
+    pub compute: String,
+}
+
+fn default_compute() -> String {
+    "f32".into()
 }
 
 fn default_device() -> String {

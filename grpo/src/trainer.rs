@@ -83,8 +83,10 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run directory", out.display()))?;
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(config)?).context("writing the resolved config")?;
 
+    let compute = r1kit_model::device::parse_compute_dtype(&config.model.compute).context("model.compute")?;
     let (initial, tokenizer) = load_pretrained(&config.model.path, config.model.tokenizer.as_deref(), &device)
         .with_context(|| format!("model.path {}", config.model.path.display()))?;
+    let initial = initial.with_compute(compute);
     let registry = RewardRegistry::with_builtins();
     let weights = if config.rewards.weights.is_empty() { vec![1.0; config.rewards.rewards.len()] } else { config.rewards.weights.clone() };
     let rewards = registry.build_weighted(&config.rewards.rewards, &weights).context("rewards")?;
@@ -173,6 +175,7 @@ impl Run<'_> {
         let (mut model, mut optimizer, mut state) = match latest_checkpoint(&self.checkpoints())? {
             Some(dir) => {
                 let (m, o, s) = load_checkpoint(&dir, device)?;
+                let m = m.with_compute(initial.compute);
                 eprintln!("grpo: resuming from {} (step {})", dir.display(), s.step);
                 (m, o, s)
             }

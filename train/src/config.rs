@@ -34,6 +34,13 @@ pub struct ModelSection {
     /// `cpu` (default) or `cuda` / `cuda:N` (CUDA builds).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Dtype of the matrix products: `f32` (default) or `bf16` (f32 master weights either way).
+    #[serde(default = "default_compute")]
+    pub compute: String,
+}
+
+fn default_compute() -> String {
+    "f32".into()
 }
 
 fn default_device() -> String {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use r1kit_datasets::{DatasetSpec, Record};
-use r1kit_model::device::parse_device;
+use r1kit_model::device::{parse_compute_dtype, parse_device};
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{load_model_dir, save_model_dir, Model, SaveDtype};
 use r1kit_rewards::RewardRegistry;
@@ -94,6 +94,7 @@ impl Evaluator {
 pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>)) -> Result<SftOutcome> {
     config.validate()?;
     let device = parse_device(&config.model.device)?;
+    let compute = parse_compute_dtype(&config.model.compute).context("model.compute")?;
     let tokenizer = Tokenizer::from_dir(&config.model.path).with_context(|| format!("tokenizer of {}", config.model.path.display()))?;
     let pad_id = tokenizer.pad_token_id().or(tokenizer.eos_token_id()).unwrap_or(0);
     let train = tokenize_all(&tokenizer, config, &load_records(&config.data.train)?, &config.data.train)?;
@@ -159,6 +160,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
             (model, AdamW::new(config.optimizer), state)
         }
     };
+    model = model.with_compute(compute);
     tokenizer.check_vocab_fits(model.config.vocab_size)?;
     freeze.check_against(model.parameters().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().iter().copied()).map_err(anyhow::Error::msg)?;
     // The optimizer's hyper-parameters come from the config (a resumed run may change lr etc.).
