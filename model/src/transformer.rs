@@ -9,7 +9,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::FloatDType;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::attention_mask::AttentionMask;
 use crate::config::{Arch, ModelConfig};
@@ -313,9 +313,9 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups:
 
 impl Model {
     /// A freshly initialized model as transformers initializes one: weights ~ N(0, init_std),
-    /// norm weights 1, biases 0. Drawn on the host from `seed` alone, so the same seed gives the
-    /// same weights on any device and whatever else runs in the process (the device's generator
-    /// is global and shared between threads).
+    /// norm weights 1, biases 0. Drawn on the host from `seed` alone (the same draws the flex
+    /// backend makes after `seed`, but from a generator of our own: the backend's is global, so
+    /// anything else drawing at the same time, such as a parallel test, would change the weights).
     pub fn init_random(config: ModelConfig, device: &Device, init_std: f64, seed: u64) -> Model {
         let mut rng = StdRng::seed_from_u64(seed);
         Model::build(config, |name, shape| {
@@ -331,18 +331,7 @@ impl Model {
     }
 }
 
-/// A tensor of `shape` with entries ~ N(0, std) drawn from `rng` on the host (Box-Muller).
+/// A tensor of `shape` with entries ~ N(0, std) drawn from `rng` on the host.
 pub fn normal_tensor<const D: usize>(shape: [usize; D], std: f64, rng: &mut StdRng, device: &Device) -> Tensor<D> {
-    let n: usize = shape.iter().product();
-    let mut values = Vec::with_capacity(n + 1);
-    while values.len() < n {
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: ln is finite
-        let u2: f64 = rng.random::<f64>();
-        let radius = (-2.0 * u1.ln()).sqrt() * std;
-        let angle = std::f64::consts::TAU * u2;
-        values.push((radius * angle.cos()) as f32);
-        values.push((radius * angle.sin()) as f32);
-    }
-    values.truncate(n);
-    Tensor::from_data(TensorData::new(values, shape), device)
+    Tensor::from_data(TensorData::random::<f32, _, _>(shape, burn::tensor::Distribution::Normal(0.0, std), rng), device)
 }
