@@ -1,0 +1,330 @@
+//! The cuBLASLt GEMM on burn's own CUDA stream, on burn-allocated memory.
+//!
+//! A call queues a closure on cubecl's device-runner thread (`DeviceHandle::submit`, the FIFO
+//! queue burn's own kernel launches go through, so it runs in order with them). There the
+//! patched `CudaServer::r1kit_stream_and_ptrs` (gpu/patches/) resolves the three buffers as a
+//! kernel launch would, cross-stream waits included, and returns burn's CUstream and the device
+//! pointers; `cublasLtMatmul` is enqueued on that stream. No host synchronisation. The closure
+//! holds the tensors' handles until the GEMM is enqueued, so memory burn frees afterwards is
+//! reused in stream order, after the GEMM, exactly as after a kernel.
+//!
+//! cuBLASLt handle, workspaces (one per CUDA stream) and plans (descriptor, layouts and the
+//! heuristic's algorithm per problem) live in a thread-local on the runner thread.
+//!
+//! Errors: problems visible on the calling thread (device, dtype, shapes, layouts, a missing
+//! libcublasLt) are returned. A cuBLASLt failure on the runner thread cannot be; it is kept and
+//! returned by the next [`gemm`] or [`take_async_error`], and the output holds garbage.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use anyhow::{Result, anyhow, bail};
+use burn_cubecl::CubeDevice;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl_common::device::Device as _;
+use cubecl_common::device_handle::DeviceHandle;
+use cubecl_cuda::{CudaDevice, CudaRuntime};
+use cubecl_environment::stream::StreamId;
+use cubecl_runtime::runtime::Runtime;
+use cubecl_runtime::server::Handle;
+use cudarc::cublaslt::{result as lt, sys as ltsys};
+use cudarc::driver::sys::CUstream;
+use r1kit_model::burn::backend::Cube;
+use r1kit_model::burn::tensor::{DType, Tensor};
+
+use crate::layout::{BlasGemm, MatrixView, pointer_alignment};
+
+/// cubecl-cuda keeps its `compute` module private; the server is the runtime's associated type.
+type CudaServer = <CudaRuntime as Runtime>::Server;
+
+/// cuBLASLt workspace per stream (what PyTorch uses on Hopper).
+const WORKSPACE_BYTES: usize = 32 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Elem {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Elem {
+    fn of(dtype: DType) -> Result<Self> {
+        match dtype {
+            DType::F32 => Ok(Self::F32),
+            DType::BF16 => Ok(Self::Bf16),
+            DType::F16 => Ok(Self::F16),
+            other => bail!("gemm: dtype {other:?} is not supported (f32, bf16, f16)"),
+        }
+    }
+
+    fn cuda(self) -> ltsys::cudaDataType {
+        match self {
+            Self::F32 => ltsys::cudaDataType::CUDA_R_32F,
+            Self::Bf16 => ltsys::cudaDataType::CUDA_R_16BF,
+            Self::F16 => ltsys::cudaDataType::CUDA_R_16F,
+        }
+    }
+}
+
+/// `op(a) @ op(b)`; see [`crate::gemm`].
+pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) -> Result<Tensor<2>> {
+    take_async_error()?;
+    let device = a.device();
+    let (ca, cb) = (primitive(a, "a")?, primitive(b, "b")?);
+    let cuda = cuda_device(&ca)?;
+    if cuda_device(&cb)? != cuda {
+        bail!("gemm: a and b are on different devices");
+    }
+    if ca.dtype != cb.dtype {
+        bail!("gemm: a is {:?} and b is {:?} (one dtype for both)", ca.dtype, cb.dtype);
+    }
+    let dtype = ca.dtype;
+    let elem = Elem::of(dtype)?;
+    let va = view(&ca, transpose_a, "a")?;
+    let vb = view(&cb, transpose_b, "b")?;
+    let (m, k, n) = (va.rows, va.cols, vb.cols);
+    if vb.rows != k {
+        bail!("gemm: op(a) is {m}x{k} but op(b) is {}x{n}", vb.rows);
+    }
+    if m == 0 || n == 0 {
+        return Ok(Tensor::<2>::empty([m, n], (&device, dtype)));
+    }
+    if k == 0 {
+        return Ok(Tensor::<2>::zeros([m, n], (&device, dtype)));
+    }
+    let co = primitive(Tensor::<2>::empty([m, n], (&device, dtype)), "output")?;
+    let vc = view(&co, false, "output")?;
+    let g = BlasGemm::new(va, vb, vc).map_err(|e| anyhow!("gemm: {e}"))?;
+
+    // Burn's launches from this thread go to this stream; the closure runs with it too.
+    let stream_id = StreamId::current();
+    let dh = device_handle(&cuda);
+    ensure_ready(&dh, &cuda, stream_id)?;
+    let handles = [ca.handle.clone(), cb.handle.clone(), co.handle.clone()];
+    dh.submit(move |server: &mut CudaServer| {
+        let outcome = catch_unwind(AssertUnwindSafe(|| enqueue(server, stream_id, &handles, elem, g)));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => record_async_error(e),
+            Err(panic) => record_async_error(panic_message(panic)),
+        }
+        // The handles go here, after the enqueue: reuse of that memory is ordered after the GEMM.
+        drop(handles);
+    });
+    Ok(Tensor::from_primitive::<Cube>(co))
+}
+
+/// The error a GEMM hit on the device-runner thread since the last call, if any.
+pub fn take_async_error() -> Result<()> {
+    match ASYNC_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(e) => bail!("gemm: a cuBLASLt GEMM failed on the device-runner thread: {e}"),
+        None => Ok(()),
+    }
+}
+
+static ASYNC_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+fn record_async_error(e: String) {
+    let mut slot = ASYNC_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+fn primitive(t: Tensor<2>, name: &str) -> Result<CubeTensor> {
+    let autodiff = t.device().is_autodiff();
+    t.try_into_primitive::<Cube>().map_err(|e| {
+        if autodiff {
+            anyhow!("gemm: {name} is an autodiff tensor (not supported yet; use a non-autodiff device or detach): {e:?}")
+        } else {
+            anyhow!("gemm: {name} is not a CUDA tensor: {e:?}")
+        }
+    })
+}
+
+fn cuda_device(t: &CubeTensor) -> Result<CudaDevice> {
+    match &t.device {
+        CubeDevice::Cuda(d) => Ok(d.clone()),
+        #[allow(unreachable_patterns)]
+        other => bail!("gemm: needs a CUDA device, got {other:?}"),
+    }
+}
+
+fn view(t: &CubeTensor, transpose: bool, name: &str) -> Result<MatrixView> {
+    if t.meta.is_tiled() {
+        bail!("gemm: {name} has a tiled storage layout");
+    }
+    let (shape, strides) = (t.meta.shape(), t.meta.strides());
+    if shape.len() != 2 || strides.len() != 2 {
+        bail!("gemm: {name} is not 2-D");
+    }
+    MatrixView::new([shape[0], shape[1]], [strides[0], strides[1]], transpose).map_err(|e| anyhow!("gemm: {name}: {e}"))
+}
+
+fn device_handle(device: &CudaDevice) -> DeviceHandle<CudaServer> {
+    thread_local! {
+        static HANDLES: RefCell<HashMap<usize, DeviceHandle<CudaServer>>> = RefCell::new(HashMap::new());
+    }
+    HANDLES.with(|h| h.borrow_mut().entry(device.index).or_insert_with(|| DeviceHandle::new(device.to_id())).clone())
+}
+
+/// Creates the cuBLASLt handle on the device's runner thread once, synchronously, so that a
+/// missing libcublasLt is an error here rather than on the runner thread.
+fn ensure_ready(dh: &DeviceHandle<CudaServer>, device: &CudaDevice, stream_id: StreamId) -> Result<()> {
+    static READY: Mutex<Vec<(usize, Result<(), String>)>> = Mutex::new(Vec::new());
+    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, r)) = ready.iter().find(|(i, _)| *i == device.index) {
+        return r.clone().map_err(|e| anyhow!("gemm: cuBLASLt unavailable on cuda:{}: {e}", device.index));
+    }
+    let r = dh
+        .submit_blocking(move |server: &mut CudaServer| {
+            catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
+                // Makes the device's context current on this thread, as a launch does.
+                server.r1kit_stream_and_ptrs(stream_id, Vec::new()).map_err(|e| e.to_string())?;
+                with_lt(|_| Ok(()))
+            }))
+            .unwrap_or_else(|p| Err(panic_message(p)))
+        })
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|r| r);
+    ready.push((device.index, r.clone()));
+    r.map_err(|e| anyhow!("gemm: cuBLASLt unavailable on cuda:{}: {e}", device.index))
+}
+
+/// On the runner thread: resolve the buffers on the stream and enqueue the GEMM there.
+fn enqueue(server: &mut CudaServer, stream_id: StreamId, handles: &[Handle; 3], elem: Elem, g: BlasGemm) -> Result<(), String> {
+    let bindings = handles.iter().map(|h| h.clone().binding()).collect();
+    let (stream, ptrs) = server.r1kit_stream_and_ptrs(stream_id, bindings).map_err(|e| format!("resolving the buffers: {e}"))?;
+    with_lt(|lt| unsafe { lt.matmul(stream, elem, g, ptrs[0], ptrs[1], ptrs[2]) })
+}
+
+/// cuBLASLt state of one runner thread.
+struct Lt {
+    handle: ltsys::cublasLtHandle_t,
+    /// Per CUDA stream: GEMMs on one stream run one after another and may share one; GEMMs on
+    /// two streams may not.
+    workspaces: HashMap<usize, u64>,
+    plans: HashMap<(Elem, BlasGemm, [u32; 3]), Plan>,
+}
+
+struct Plan {
+    desc: ltsys::cublasLtMatmulDesc_t,
+    la: ltsys::cublasLtMatrixLayout_t,
+    lb: ltsys::cublasLtMatrixLayout_t,
+    lc: ltsys::cublasLtMatrixLayout_t,
+    algo: ltsys::cublasLtMatmulAlgo_t,
+}
+
+thread_local! {
+    static LT: RefCell<Option<Lt>> = const { RefCell::new(None) };
+}
+
+fn with_lt<R>(f: impl FnOnce(&mut Lt) -> Result<R, String>) -> Result<R, String> {
+    LT.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            let handle = lt::create_handle().map_err(|e| format!("cublasLtCreate: {e}"))?;
+            *cell = Some(Lt { handle, workspaces: HashMap::new(), plans: HashMap::new() });
+        }
+        f(cell.as_mut().expect("set above"))
+    })
+}
+
+fn cublas(what: &str) -> impl FnOnce(lt::CublasError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+impl Lt {
+    fn workspace(&mut self, stream: CUstream) -> Result<u64, String> {
+        match self.workspaces.entry(stream as usize) {
+            Entry::Occupied(e) => Ok(*e.get()),
+            Entry::Vacant(v) => {
+                // The device's context is current: the buffers were just resolved on it.
+                let ptr = unsafe { cudarc::driver::result::malloc_sync(WORKSPACE_BYTES) }.map_err(|e| format!("cuBLASLt workspace: {e}"))?;
+                Ok(*v.insert(ptr))
+            }
+        }
+    }
+
+    /// `C = op(A) op(B)` with burn's pointers `a`, `b`, `c` (see [`BlasGemm`] for the swap).
+    unsafe fn matmul(&mut self, stream: CUstream, elem: Elem, g: BlasGemm, a: u64, b: u64, c: u64) -> Result<(), String> {
+        let workspace = self.workspace(stream)?;
+        let align = [pointer_alignment(b), pointer_alignment(a), pointer_alignment(c)];
+        let handle = self.handle;
+        let plan = match self.plans.entry((elem, g, align)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => v.insert(unsafe { Plan::new(handle, elem, g, align) }?),
+        };
+        let (alpha, beta) = (1f32, 0f32);
+        unsafe {
+            lt::matmul(
+                handle,
+                plan.desc,
+                &alpha as *const f32 as *const c_void,
+                &beta as *const f32 as *const c_void,
+                b as *const c_void,
+                plan.la,
+                a as *const c_void,
+                plan.lb,
+                c as *const c_void,
+                plan.lc,
+                c as *mut c_void,
+                plan.lc,
+                &plan.algo,
+                workspace as *mut c_void,
+                WORKSPACE_BYTES,
+                stream as ltsys::cudaStream_t,
+            )
+        }
+        .map_err(cublas("cublasLtMatmul"))
+    }
+}
+
+impl Plan {
+    /// Descriptor (f32 accumulation and scalars), layouts, alignment-aware heuristic.
+    unsafe fn new(handle: ltsys::cublasLtHandle_t, elem: Elem, g: BlasGemm, align: [u32; 3]) -> Result<Self, String> {
+        use ltsys::cublasLtMatmulDescAttributes_t as D;
+        use ltsys::cublasLtMatmulPreferenceAttributes_t as P;
+        let dt = elem.cuda();
+        unsafe {
+            let desc = lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
+                .map_err(cublas("cublasLtMatmulDescCreate"))?;
+            let (ta, tb) = (g.blas_a.transpose as i32, g.blas_b.transpose as i32);
+            let set = |attr, v: &i32| lt::set_matmul_desc_attribute(desc, attr, v as *const i32 as *const c_void, 4);
+            set(D::CUBLASLT_MATMUL_DESC_TRANSA, &ta).map_err(cublas("TRANSA"))?;
+            set(D::CUBLASLT_MATMUL_DESC_TRANSB, &tb).map_err(cublas("TRANSB"))?;
+            let layout = |o: crate::layout::BlasOperand| lt::create_matrix_layout(dt, o.rows as u64, o.cols as u64, o.ld as i64);
+            let la = layout(g.blas_a).map_err(cublas("layout A"))?;
+            let lb = layout(g.blas_b).map_err(cublas("layout B"))?;
+            let lc = layout(g.blas_c).map_err(cublas("layout C"))?;
+            let pref = lt::create_matmul_pref().map_err(cublas("cublasLtMatmulPreferenceCreate"))?;
+            let ws = WORKSPACE_BYTES as u64;
+            lt::set_matmul_pref_attribute(pref, P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws as *const u64 as *const c_void, 8)
+                .map_err(cublas("MAX_WORKSPACE_BYTES"))?;
+            for (attr, bytes) in [
+                (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align[0]),
+                (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align[1]),
+                (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align[2]),
+                (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align[2]),
+            ] {
+                lt::set_matmul_pref_attribute(pref, attr, &bytes as *const u32 as *const c_void, 4).map_err(cublas("MIN_ALIGNMENT"))?;
+            }
+            let heuristic = lt::get_matmul_algo_heuristic(handle, desc, la, lb, lc, lc, pref);
+            let _ = lt::destroy_matmul_pref(pref);
+            let heuristic = heuristic.map_err(|e| format!("no cuBLASLt algorithm for {elem:?} {g:?} alignments {align:?}: {e}"))?;
+            Ok(Self { desc, la, lb, lc, algo: heuristic.algo })
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! GPU kernels that burn does not have, behind plain functions on burn tensors.
+//!
+//! First of them: [`gemm`], a cuBLASLt GEMM with f32 accumulation enqueued on burn's own CUDA
+//! stream on burn-allocated memory (bf16, f16, f32), with no host synchronisation, in order with
+//! burn's own kernels. It needs the `cuda` feature, which needs the patched cubecl-cuda that
+//! `scripts/build-cuda.sh` swaps in (gpu/patches/); without the feature this crate is the CPU-
+//! testable host side (layouts, reference, bench harness) and [`gemm`] returns an error.
+//!
+//! `r1kit bench gemm --device cuda` ([`bench::bench_gemm`]) checks it against an f64 host
+//! reference and burn's matmul, stresses ordering, and times it against burn's matmul;
+//! `gpu/bench_gemm_torch.py` times the same shapes with PyTorch.
+
+pub mod bench;
+pub mod check;
+#[cfg(feature = "cuda")]
+mod cuda;
+pub mod layout;
+
+use r1kit_model::burn::prelude::{Device, Tensor};
+
+/// Whether this build has the CUDA GEMM.
+pub const CUDA: bool = cfg!(feature = "cuda");
+
+/// The error of CUDA-only entry points in a CPU build.
+pub const NO_CUDA: &str = "this r1kit was built without CUDA; rebuild with `--features cuda` (scripts/build-cuda.sh)";
+
+/// `C = op(a) @ op(b)` on a CUDA device, `op(x)` being `x^T` when its flag is set, through
+/// cuBLASLt with f32 accumulation. `a` and `b` are 2-D, non-autodiff, of one dtype (bf16, f16 or
+/// f32), row-major, padded-row or transposed views (a `transpose()` costs no copy); `C` is a new
+/// row-major tensor of that dtype. Enqueued on burn's stream of this thread: nothing waits.
+pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) -> anyhow::Result<Tensor<2>> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::gemm(a, b, transpose_a, transpose_b)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (a, b, transpose_a, transpose_b);
+        anyhow::bail!("gemm: {NO_CUDA}")
+    }
+}
+
+/// The error a GEMM hit on cubecl's device-runner thread since the last call (the enqueue
+/// happens there, after [`gemm`] returned). [`gemm`] checks it too.
+pub fn take_async_error() -> anyhow::Result<()> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::take_async_error()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Ok(())
+    }
+}
+
+/// Whether `device` is a (non-autodiff) CUDA device that [`gemm`] runs on.
+pub fn is_cuda(device: &Device) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        use r1kit_model::burn::backend::DispatchDevice;
+        matches!(device.as_dispatch(), DispatchDevice::Cube(burn_cubecl::CubeDevice::Cuda(_)))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        false
+    }
+}
