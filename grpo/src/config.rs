@@ -42,7 +42,7 @@
 //! dynamic_sampling = false       # drop groups whose accuracy values all agree, resample
 //! max_resample_rounds = 3        # extra sampling rounds dynamic sampling may take per step
 //! mask_truncated = false         # completions cut by max_new_tokens get no loss
-//! shuffle_rewards = false        # control run: each group's rewards permuted among its completions
+//! shuffle_rewards = false        # control run: rewards permuted across the step's completions
 //!
 //! [optimizer]
 //! lr = 1e-6

@@ -37,15 +37,6 @@ fn shuffle<T>(v: &mut [T], seed: u64) {
     }
 }
 
-/// The control run's rewards: each group's rewards permuted among its own completions. Every group
-/// keeps its rewards (the same groups carry signal, with the same spread, as in a real run); only
-/// which completion earned which is lost.
-fn shuffle_within_groups(rewards: &mut [f64], group: usize, seed: u64) {
-    for (p, rewards) in rewards.chunks_mut(group).enumerate() {
-        shuffle(rewards, seed ^ (p as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    }
-}
-
 /// The order of the training prompts in `epoch` (a function of seed and epoch only).
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -253,7 +244,7 @@ impl Run<'_> {
             let scores: Vec<&r1kit_rewards::CompositeOutput> = kept.iter().flat_map(|(_, _, s)| s.iter()).collect();
             let mut totals: Vec<f64> = scores.iter().map(|s| s.total).collect();
             if c.algorithm.shuffle_rewards {
-                shuffle_within_groups(&mut totals, g, c.run.seed ^ (step + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
+                shuffle(&mut totals, c.run.seed ^ (step + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
             }
 
             // Sequences: prompt + completion; truncated completions masked when asked.
@@ -459,26 +450,4 @@ fn std(v: &[f64]) -> f64 {
     }
     let m = mean(v);
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shuffle_within_groups;
-
-    #[test]
-    fn control_shuffle_keeps_each_groups_rewards_and_breaks_the_order() {
-        let original: Vec<f64> = (0..32).map(|i| i as f64).collect();
-        let mut shuffled = original.clone();
-        shuffle_within_groups(&mut shuffled, 8, 42);
-        for (a, b) in original.chunks(8).zip(shuffled.chunks(8)) {
-            let mut b = b.to_vec();
-            b.sort_by(f64::total_cmp);
-            assert_eq!(a, b.as_slice(), "a group keeps exactly its own rewards");
-        }
-        let moved = original.iter().zip(&shuffled).filter(|(a, b)| a != b).count();
-        assert!(moved >= 16, "only {moved} of 32 rewards changed place");
-        let mut again = original.clone();
-        shuffle_within_groups(&mut again, 8, 42);
-        assert_eq!(again, shuffled, "a function of the seed");
-    }
 }
