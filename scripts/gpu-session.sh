@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Everything one GPU `device` call runs; $OUT (default /tmp/gpu-out) gets summary.log and logs.tgz
+# (a device call returns at most 8 files). Needs the carried
+# .gpu/ folder from scripts/build-cuda.sh. PyTorch references run in the same call, so figures
+# are ratios. Each part has its own time limit and a failure does not stop the rest.
+#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b (default: all but train-1.5b)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+final=${OUT:-/tmp/gpu-out}
+out=/tmp/gpu-logs
+mkdir -p "$out" "$final"
+r1kit() { bash .gpu/run.sh "$@"; }
+part() { # name, limit in seconds, command...
+  local name=$1 limit=$2; shift 2
+  echo "== $name" | tee -a "$out/summary.log"
+  local t=$SECONDS
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  grep -vE "^\s*$" "$out/$name.log" | tail -n 40 | tee -a "$out/summary.log" > /dev/null
+  echo "-- $name: exit $rc after $((SECONDS - t)) s" | tee -a "$out/summary.log"
+}
+# peak GPU memory of a part: nvidia-smi sampled every 100 ms beside it
+with_memory() { # name, limit, command...
+  local name=$1; shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/$name.mem" 2>/dev/null &
+  local smi=$!
+  part "$name" "$@"
+  kill $smi 2>/dev/null
+  echo "-- $name: peak GPU memory $(sort -n "$out/$name.mem" | tail -1) MiB (nvidia-smi, whole device)" | tee -a "$out/summary.log"
+}
+parts=${*:-info parity gemm train}
+for p in $parts; do
+  case $p in
+    info) part info 60 bash -c 'nvidia-smi; python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"' ;;
+    parity)
+      part parity-f32 300 r1kit check parity --device cuda
+      part parity-bf16 300 r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
+      part sft-step 300 r1kit check sft-step --device cuda ;;
+    gemm)
+      part gemm 400 r1kit bench gemm --device cuda --out "$out/gemm.json"
+      part gemm-torch 200 python3 gpu/bench_gemm_torch.py ;;
+    train)
+      with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
+      with_memory train-0.5b-bf16 500 r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16.json" ;;
+    train-1.5b)
+      with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
+      with_memory train-1.5b-bf16 500 r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-1.5b-bf16.json" ;;
+    *) echo "unknown part $p" ;;
+  esac
+done
+cp "$out/summary.log" "$final/summary.log"
+tar czf "$final/logs.tgz" -C "$out" .
