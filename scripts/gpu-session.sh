@@ -31,14 +31,14 @@ with_memory() { # name, limit, command...
 parts=${*:-info parity gemm train}
 for p in $parts; do
   case $p in
-    info) part info 60 bash -c 'nvidia-smi; python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"' ;;
+    info) part info 30 bash -c 'nvidia-smi; python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"' ;;
     parity)
-      part parity-f32 300 r1kit check parity --device cuda
-      part parity-bf16 300 r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
-      part sft-step 300 r1kit check sft-step --device cuda ;;
+      part parity-f32 120 r1kit check parity --device cuda
+      part parity-bf16 90 r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
+      part sft-step 90 r1kit check sft-step --device cuda ;;
     gemm)
-      part gemm 400 r1kit bench gemm --device cuda --out "$out/gemm.json"
-      part gemm-torch 200 python3 gpu/bench_gemm_torch.py ;;
+      part gemm 220 r1kit bench gemm --device cuda --out "$out/gemm.json"
+      part gemm-torch 90 python3 gpu/bench_gemm_torch.py ;;
     train)
       with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
       with_memory train-0.5b-bf16 500 r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16.json" ;;
