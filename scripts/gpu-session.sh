@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 final=${OUT:-/tmp/gpu-out}
 out=/tmp/gpu-logs
 mkdir -p "$out" "$final"
-r1kit() { bash .gpu/run.sh "$@"; }
+r1kit="bash .gpu/run.sh"  # the carried CUDA binary
 part() { # name, limit in seconds, command...
   local name=$1 limit=$2; shift 2
   echo "== $name" | tee -a "$out/summary.log"
@@ -33,18 +33,18 @@ for p in $parts; do
   case $p in
     info) part info 30 bash -c 'nvidia-smi; python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"' ;;
     parity)
-      part parity-f32 120 r1kit check parity --device cuda
-      part parity-bf16 90 r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
-      part sft-step 90 r1kit check sft-step --device cuda ;;
+      part parity-f32 120 $r1kit check parity --device cuda
+      part parity-bf16 90 $r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
+      part sft-step 90 $r1kit check sft-step --device cuda ;;
     gemm)
-      part gemm 220 r1kit bench gemm --device cuda --out "$out/gemm.json"
+      part gemm 220 $r1kit bench gemm --device cuda --out "$out/gemm.json"
       part gemm-torch 90 python3 gpu/bench_gemm_torch.py ;;
     train)
       with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
-      with_memory train-0.5b-bf16 500 r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16.json" ;;
+      with_memory train-0.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16.json" ;;
     train-1.5b)
       with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
-      with_memory train-1.5b-bf16 500 r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-1.5b-bf16.json" ;;
+      with_memory train-1.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-1.5b-bf16.json" ;;
     *) echo "unknown part $p" ;;
   esac
 done
