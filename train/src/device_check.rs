@@ -13,14 +13,20 @@ use crate::optim::{AdamW, AdamWConfig};
 use crate::packing::{micro_batches, TokenizedExample};
 use crate::params::Freeze;
 
-/// What one step gave on each device, and how far apart the updated weights are.
+/// What one step gave on each device: the loss, the (clipped) gradient, and the updated weights.
+/// The gradients are the comparison that matters: Adam's first step is about lr * sign(g), so a
+/// weight whose gradient is at rounding level may move by a full lr either way on either device.
 #[derive(Debug, Clone)]
 pub struct StepAgreement {
     pub loss: [f64; 2],
     pub grad_norm: [f64; 2],
+    /// Largest |gradient difference| over all parameters, after clipping.
+    pub max_grad_diff: f32,
+    /// Largest |gradient| (first device): the scale the difference is read against.
+    pub max_grad: f32,
     /// Largest |weight difference| between the two updated models.
     pub max_weight_diff: f32,
-    /// Largest |weight change| the step made (on the first device): the scale the difference is read against.
+    /// Largest |weight change| the step made (on the first device).
     pub max_update: f32,
 }
 
@@ -30,6 +36,7 @@ pub fn sft_step_on_two_devices(model_dir: &Path, devices: [&Device; 2]) -> Resul
     let mut loss = [0.0; 2];
     let mut grad_norm = [0.0; 2];
     let mut weights: Vec<Vec<(String, Vec<f32>)>> = Vec::new();
+    let mut gradients: Vec<Vec<Vec<f32>>> = Vec::new();
     let mut start = Vec::new();
     for (k, device) in devices.into_iter().enumerate() {
         let model = load_model_dir(model_dir, device).with_context(|| format!("loading {} on {device:?}", model_dir.display()))?;
@@ -48,6 +55,7 @@ pub fn sft_step_on_two_devices(model_dir: &Path, devices: [&Device; 2]) -> Resul
         let mut step = step_gradients(&model, &freeze, &batches);
         grad_norm[k] = clip_global_norm(&mut step.grads, 1.0);
         loss[k] = step.loss;
+        gradients.push(step.grads.values().map(|g| g.clone().into_data().try_into_vec_as::<f32>().expect("gradients convert to f32")).collect());
         if k == 0 {
             start = host(&model);
         }
@@ -63,7 +71,14 @@ pub fn sft_step_on_two_devices(model_dir: &Path, devices: [&Device; 2]) -> Resul
             max_update = max_update.max((x - z).abs());
         }
     }
-    Ok(StepAgreement { loss, grad_norm, max_weight_diff, max_update })
+    let (mut max_grad_diff, mut max_grad) = (0f32, 0f32);
+    for (a, b) in gradients[0].iter().zip(&gradients[1]) {
+        for (x, y) in a.iter().zip(b) {
+            max_grad_diff = max_grad_diff.max((x - y).abs());
+            max_grad = max_grad.max(x.abs());
+        }
+    }
+    Ok(StepAgreement { loss, grad_norm, max_grad_diff, max_grad, max_weight_diff, max_update })
 }
 
 fn host(model: &r1kit_model::Model) -> Vec<(String, Vec<f32>)> {
@@ -80,7 +95,8 @@ mod tests {
         let cpu = Device::flex();
         let r = sft_step_on_two_devices(&dir, [&cpu, &cpu]).unwrap();
         assert_eq!(r.loss[0], r.loss[1]);
-        assert_eq!(r.max_weight_diff, 0.0);
+        assert_eq!((r.max_weight_diff, r.max_grad_diff), (0.0, 0.0));
+        assert!(r.max_grad > 0.0);
         assert!(r.max_update > 1e-4, "the step moved the weights: {}", r.max_update);
         assert!(r.loss[0] > 1.0 && r.grad_norm[0] > 0.0, "{r:?}");
     }
