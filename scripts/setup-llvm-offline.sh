@@ -15,10 +15,17 @@ if [ ! -x "$LLVM_PREFIX/bin/llvm-config" ] || ! dpkg -s libpolly-22-dev libzstd-
 fi
 bundle="${XDG_DATA_HOME:-$HOME/.local/share}/tracel/tracel-llvm-23.1.0-4"
 mkdir -p "$bundle/bin"
-cat > "$bundle/bin/llvm-config" <<WRAP
+# Files are only written when missing or different: the bundler's build script reruns when the
+# marker's mtime changes, and with it cubecl-llvm, cubecl-cuda and everything above them.
+cat > "$bundle/bin/llvm-config.new" <<WRAP
 #!/usr/bin/env bash
 "$LLVM_PREFIX/bin/llvm-config" "\$@" | sed -E 's#(^| )/[^ ]*/libz3\.so(\.[0-9.]+)?#\1-lz3#g'
 WRAP
-chmod +x "$bundle/bin/llvm-config"
-touch "$bundle/.tracel-llvm-installed"
+if cmp -s "$bundle/bin/llvm-config.new" "$bundle/bin/llvm-config"; then
+  rm "$bundle/bin/llvm-config.new"
+else
+  chmod +x "$bundle/bin/llvm-config.new"
+  mv "$bundle/bin/llvm-config.new" "$bundle/bin/llvm-config"
+fi
+[ -e "$bundle/.tracel-llvm-installed" ] || touch "$bundle/.tracel-llvm-installed"
 echo "LLVM for CUDA builds: $bundle -> $LLVM_PREFIX ($("$bundle/bin/llvm-config" --version))"
