@@ -2,16 +2,20 @@
 //! tolerances. Pure Rust, so the CPU tests cover them.
 
 /// SplitMix64 (the same generator the datasets crate uses), with Box-Muller normals.
-pub struct Rng(u64);
+pub struct Rng {
+    state: u64,
+    /// The second normal of the last Box-Muller pair.
+    spare: Option<f64>,
+}
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self { state: seed, spare: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -23,8 +27,13 @@ impl Rng {
     }
 
     pub fn normal(&mut self) -> f64 {
+        if let Some(x) = self.spare.take() {
+            return x;
+        }
         let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        let (r, (sin, cos)) = ((-2.0 * u.ln()).sqrt(), (2.0 * std::f64::consts::PI * v).sin_cos());
+        self.spare = Some(r * sin);
+        r * cos
     }
 
     /// `len` normals times `std`, as f32.
@@ -254,6 +263,16 @@ mod tests {
         nan[3] = f32::NAN;
         assert_eq!(errors(&nan, n, &rows, &v, &s).non_finite, 1);
         assert!(agreement(&c, &nan, n, &rows, &s).max_scaled.is_infinite());
+    }
+
+    #[test]
+    fn normals_look_normal() {
+        let mut rng = Rng::new(7);
+        let x = rng.normals(100_000, 2.0);
+        let mean = x.iter().map(|v| *v as f64).sum::<f64>() / x.len() as f64;
+        let var = x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 0.03 && (var.sqrt() - 2.0).abs() < 0.03, "mean {mean} std {}", var.sqrt());
+        assert_ne!(x[0], x[1]);
     }
 
     #[test]
