@@ -219,9 +219,11 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_linear() {
-        let deep = format!("\\boxed{{{}1{}}}", "{".repeat(10_000), "}".repeat(10_000));
+        // 60k braces (inside the 64 KiB scan window): linear is milliseconds, quadratic ~4e9 steps; the bound is loose
+        // so that a loaded machine cannot fail it
+        let deep = format!("\\boxed{{{}1{}}}", "{".repeat(30_000), "}".repeat(30_000));
         let t = std::time::Instant::now();
         assert!(ex(&deep).is_some());
-        assert!(t.elapsed().as_millis() < 100);
+        assert!(t.elapsed().as_millis() < 2000);
     }
 }
