@@ -1,24 +1,20 @@
 //! Host-side helpers of the GEMM check: seeded inputs, an f64 reference, error measures and
 //! tolerances. Pure Rust, so the CPU tests cover them.
 
-/// SplitMix64 (the same generator the datasets crate uses), with Box-Muller normals.
+/// The datasets crate's SplitMix64, with Box-Muller normals.
 pub struct Rng {
-    state: u64,
+    bits: r1kit_datasets::rng::Rng,
     /// The second normal of the last Box-Muller pair.
     spare: Option<f64>,
 }
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed, spare: None }
+        Self { bits: r1kit_datasets::rng::Rng::new(seed), spare: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.bits.next_u64()
     }
 
     /// Uniform in (0, 1).
