@@ -31,33 +31,27 @@ pub fn load_fixture(dir: &Path, device: &Device) -> Result<(Model, Value)> {
 /// Compares `model` with the fixture's `reference`; greedy positions whose reference gap is at most
 /// `min_gap` are skipped (a rounding-level tie may flip either way).
 pub fn check_parity(model: &Model, reference: &Value, min_gap: f64) -> Result<ParityReport> {
-    let bad = |what: &str| ModelError::Invalid(format!("reference.json: missing or malformed `{what}`"));
-    let ids = rows(&reference["input_ids"]).ok_or_else(|| bad("input_ids"))?;
-    let mask = rows(&reference["attention_mask"]).ok_or_else(|| bad("attention_mask"))?;
-    let pos = rows(&reference["position_ids"]).ok_or_else(|| bad("position_ids"))?;
-    let theirs: Vec<f32> = reference["logits"].as_array().ok_or_else(|| bad("logits"))?.iter().map(|x| x.as_f64().unwrap_or(f64::NAN) as f32).collect();
-    let (b, s, v) = (ids.len(), ids.first().map_or(0, |r| r.len()), model.config.vocab_size);
-    if theirs.len() != b * s * v {
-        return Err(ModelError::Invalid(format!("reference.json: {} logits for a {b} x {s} batch of vocabulary {v}", theirs.len())));
+    let batch = fixture_batch_logits(model, reference)?;
+    let (s, v) = (batch.seq, model.config.vocab_size);
+    let theirs: Vec<f32> = reference["logits"].as_array().ok_or_else(|| malformed("logits"))?.iter().map(|x| x.as_f64().unwrap_or(f64::NAN) as f32).collect();
+    if theirs.len() != batch.logits.len() {
+        return Err(ModelError::Invalid(format!("reference.json: {} logits for a {} x {s} batch of vocabulary {v}", theirs.len(), batch.mask.len())));
     }
-    let positions: Vec<i64> = pos.concat().into_iter().map(i64::from).collect();
-    let hidden = model.forward_hidden(&ids.concat(), &positions, b, &AttentionMask::causal_segments(&mask.concat(), b), None);
-    let ours = host_f32(model.logits(hidden));
     let mut max_logit_diff = 0f32;
-    for (row, m) in mask.iter().enumerate() {
+    for (row, m) in batch.mask.iter().enumerate() {
         for (i, _) in m.iter().enumerate().filter(|(_, m)| **m != 0) {
             let at = (row * s + i) * v;
             for k in at..at + v {
-                max_logit_diff = max_logit_diff.max((ours[k] - theirs[k]).abs());
+                max_logit_diff = max_logit_diff.max((batch.logits[k] - theirs[k]).abs());
             }
         }
     }
 
     let (mut greedy_checked, mut greedy_agreed) = (0, 0);
-    for g in reference["greedy"].as_array().ok_or_else(|| bad("greedy"))? {
-        let prompt = row(&g["prompt"]).ok_or_else(|| bad("greedy.prompt"))?;
-        let tokens = row(&g["tokens"]).ok_or_else(|| bad("greedy.tokens"))?;
-        let gaps: Vec<f64> = g["top1_top2_gap"].as_array().ok_or_else(|| bad("greedy.top1_top2_gap"))?.iter().filter_map(|x| x.as_f64()).collect();
+    for g in reference["greedy"].as_array().ok_or_else(|| malformed("greedy"))? {
+        let prompt = row(&g["prompt"]).ok_or_else(|| malformed("greedy.prompt"))?;
+        let tokens = row(&g["tokens"]).ok_or_else(|| malformed("greedy.tokens"))?;
+        let gaps: Vec<f64> = g["top1_top2_gap"].as_array().ok_or_else(|| malformed("greedy.top1_top2_gap"))?.iter().filter_map(|x| x.as_f64()).collect();
         let sequence: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
         let n = sequence.len();
         let hidden = model.forward_hidden(&sequence, &(0..n as i64).collect::<Vec<_>>(), 1, &AttentionMask::causal_segments(&vec![1; n], 1), None);
@@ -73,6 +67,30 @@ pub fn check_parity(model: &Model, reference: &Value, min_gap: f64) -> Result<Pa
         }
     }
     Ok(ParityReport { max_logit_diff, greedy_checked, greedy_agreed })
+}
+
+/// The model's logits on the fixture's left-padded batch, with the fixture's position ids.
+pub struct FixtureBatch {
+    /// Row-major `[batch, seq, vocab]`.
+    pub logits: Vec<f32>,
+    /// The fixture's attention mask (0 = padding), one row per sequence.
+    pub mask: Vec<Vec<u32>>,
+    pub seq: usize,
+}
+
+/// Runs `model` on the fixture's batch (`input_ids`, `attention_mask`, `position_ids`).
+pub fn fixture_batch_logits(model: &Model, reference: &Value) -> Result<FixtureBatch> {
+    let ids = rows(&reference["input_ids"]).ok_or_else(|| malformed("input_ids"))?;
+    let mask = rows(&reference["attention_mask"]).ok_or_else(|| malformed("attention_mask"))?;
+    let pos = rows(&reference["position_ids"]).ok_or_else(|| malformed("position_ids"))?;
+    let (b, seq) = (ids.len(), ids.first().map_or(0, |r| r.len()));
+    let positions: Vec<i64> = pos.concat().into_iter().map(i64::from).collect();
+    let hidden = model.forward_hidden(&ids.concat(), &positions, b, &AttentionMask::causal_segments(&mask.concat(), b), None);
+    Ok(FixtureBatch { logits: host_f32(model.logits(hidden)), mask, seq })
+}
+
+fn malformed(what: &str) -> ModelError {
+    ModelError::Invalid(format!("reference.json: missing or malformed `{what}`"))
 }
 
 fn row(v: &Value) -> Option<Vec<u32>> {

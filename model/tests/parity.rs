@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use r1kit_model::burn::prelude::*;
 use r1kit_model::generate::left_pad;
 use r1kit_model::logprobs::token_logprobs;
-use r1kit_model::parity::check_parity;
+use r1kit_model::parity::{check_parity, fixture_batch_logits, FixtureBatch};
 use r1kit_model::{load_model_dir, AttentionMask, KvCache, Model};
 use serde_json::Value;
 
@@ -30,19 +30,6 @@ fn rows_u32(v: &Value) -> Vec<Vec<u32>> {
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().unwrap()
-}
-
-/// Full forward on the reference's left-padded batch with its explicit position ids.
-fn full_logits(model: &Model, reference: &Value) -> (Vec<f32>, Vec<Vec<u32>>, usize) {
-    let ids = rows_u32(&reference["input_ids"]);
-    let mask = rows_u32(&reference["attention_mask"]);
-    let pos = rows_u32(&reference["position_ids"]);
-    let (b, s) = (ids.len(), ids[0].len());
-    let segments: Vec<u32> = mask.concat();
-    let tokens: Vec<u32> = ids.concat();
-    let positions: Vec<i64> = pos.concat().into_iter().map(i64::from).collect();
-    let hidden = model.forward_hidden(&tokens, &positions, b, &AttentionMask::causal_segments(&segments, b), None);
-    (to_vec(model.logits(hidden)), mask, s)
 }
 
 #[test]
@@ -79,7 +66,7 @@ fn bf16_compute_keeps_greedy_tokens_and_logits_near() {
 fn padded_row_equals_the_prompt_alone() {
     for name in CASES {
         let (model, reference) = load(name);
-        let (padded, mask, s) = full_logits(&model, &reference);
+        let FixtureBatch { logits: padded, mask, seq: s } = fixture_batch_logits(&model, &reference).unwrap();
         let ids = rows_u32(&reference["input_ids"]);
         let pos = rows_u32(&reference["position_ids"]);
         let v = model.config.vocab_size;
