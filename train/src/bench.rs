@@ -14,6 +14,7 @@ use crate::clip::clip_global_norm;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::packing::{micro_batches, TokenizedExample};
 use crate::params::Freeze;
+use crate::rng::TrainRng;
 
 /// The H200's measured dense bf16 rate, the MFU denominator.
 pub const PEAK_FLOPS: f64 = 790e12;
@@ -42,15 +43,10 @@ pub fn bench_train(config: ModelConfig, device: &Device, compute: FloatDType, ba
     let mut model = Model::init_random(config.clone(), device, 0.02, 0).with_compute(compute);
     let parameters: usize = model.parameters().iter().map(|(_, t)| t.dims().iter().product::<usize>()).sum();
     let vocab = config.vocab_size as u64;
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = TrainRng::new(0);
     let examples: Vec<TokenizedExample> = (0..batch)
         .map(|_| {
-            let tokens: Vec<u32> = (0..seq)
-                .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    ((state >> 33) % vocab) as u32
-                })
-                .collect();
+            let tokens: Vec<u32> = (0..seq).map(|_| rng.below(vocab) as u32).collect();
             TokenizedExample::prompt_completion(&tokens[..1], &tokens[1..])
         })
         .collect();
