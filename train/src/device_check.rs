@@ -9,6 +9,7 @@ use r1kit_model::load_model_dir;
 
 use crate::accumulate::step_gradients;
 use crate::clip::clip_global_norm;
+use crate::grads::to_vec;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::packing::{micro_batches, TokenizedExample};
 use crate::params::Freeze;
@@ -55,7 +56,7 @@ pub fn sft_step_on_two_devices(model_dir: &Path, devices: [&Device; 2]) -> Resul
         let mut step = step_gradients(&model, &freeze, &batches);
         grad_norm[k] = clip_global_norm(&mut step.grads, 1.0);
         loss[k] = step.loss;
-        gradients.push(step.grads.values().map(|g| g.clone().into_data().try_into_vec_as::<f32>().expect("gradients convert to f32")).collect());
+        gradients.push(step.grads.values().map(to_vec).collect());
         if k == 0 {
             start = host(&model);
         }
@@ -82,7 +83,7 @@ pub fn sft_step_on_two_devices(model_dir: &Path, devices: [&Device; 2]) -> Resul
 }
 
 fn host(model: &r1kit_model::Model) -> Vec<(String, Vec<f32>)> {
-    model.parameters().into_iter().map(|(n, t)| (n, t.into_data().try_into_vec_as::<f32>().expect("weights convert to f32"))).collect()
+    model.parameters().into_iter().map(|(n, t)| (n, to_vec(&t))).collect()
 }
 
 #[cfg(test)]
