@@ -49,7 +49,7 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             let device = parse_device(device)?;
             let dtype = parse_compute_dtype(compute)?;
             let fixtures = if fixtures.is_empty() {
-                ["qwen2-tiny", "qwen3-tiny", "llama-tiny"].iter().map(|n| PathBuf::from("model/tests/fixtures/parity").join(n)).collect()
+                r1kit_model::parity::FIXTURES.iter().map(|n| PathBuf::from("model/tests/fixtures/parity").join(n)).collect()
             } else {
                 fixtures.clone()
             };

@@ -10,6 +10,9 @@ use serde_json::Value;
 use crate::error::{read_json, ModelError, Result};
 use crate::{load_model_dir, AttentionMask, Model};
 
+/// The committed fixtures, under `model/tests/fixtures/parity/` of the repository.
+pub const FIXTURES: [&str; 3] = ["qwen2-tiny", "qwen3-tiny", "llama-tiny"];
+
 /// How far the model on one device is from transformers' outputs on one fixture.
 #[derive(Debug, Clone)]
 pub struct ParityReport {

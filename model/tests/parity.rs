@@ -11,7 +11,7 @@ use r1kit_model::parity::{check_parity, fixture_batch_logits, FixtureBatch};
 use r1kit_model::{load_model_dir, AttentionMask, KvCache, Model};
 use serde_json::Value;
 
-const CASES: [&str; 3] = ["qwen2-tiny", "qwen3-tiny", "llama-tiny"];
+const CASES: [&str; 3] = r1kit_model::parity::FIXTURES;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
