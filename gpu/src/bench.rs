@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
-use r1kit_model::burn::prelude::{Device, Tensor, TensorData};
-use r1kit_model::burn::tensor::{DType, Distribution, FloatDType};
+use burn::prelude::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, FloatDType};
 use serde_json::{Value, json};
 
 use crate::check::{self, HostOperand, Rng};
@@ -239,6 +239,34 @@ pub fn run(device: &Device, plan: &Plan, gemm: &GemmFn, opts: &GemmBenchOptions)
     report.sections.insert("correctness".into(), Value::Array(cases));
     save(&report)?;
 
+    println!("\n== batched: attention-shaped products through r1kit_gpu::matmul (4-D, strided batches), vs f64");
+    let mut batched = Vec::new();
+    for &dtype in &plan.dtypes {
+        // [batch, heads] x (m, k, n); A is attention's query view (stored [b, m, h, k]): one strided
+        // run when b = 1, a contiguous copy first when b > 1; B is a transposed view of [b, h, n, k].
+        for (bi, &(lead, (m, k, n))) in [([1, 3], (33, 16, 40)), ([2, 3], (17, 24, 9)), ([2, 4], (64, 64, 64))].iter().enumerate() {
+            let label = format!("batched {} {lead:?} {m}x{k}x{n}", dtype_name(dtype));
+            match guarded(|| batched_case(device, dtype, lead, (m, k, n), opts.seed ^ (0xBA7 + bi as u64) ^ dtype_code(dtype))) {
+                Ok(case) => {
+                    let (err, tol) = (case["max_scaled"].as_f64().unwrap_or(f64::NAN), case["tolerance"].as_f64().unwrap_or(f64::NAN));
+                    let pass = case["pass"] == json!(true);
+                    println!("{label:<40} err {err:.2e} (tolerance {tol:.0e})  {}", if pass { "PASS" } else { "FAIL" });
+                    if !pass {
+                        report.failures.push(format!("{label}: {case}"));
+                    }
+                    batched.push(case);
+                }
+                Err(e) => {
+                    println!("{label}: ERROR {e:#}");
+                    report.failures.push(format!("{label}: {e:#}"));
+                    batched.push(json!({"label": label, "error": format!("{e:#}")}));
+                }
+            }
+        }
+    }
+    report.sections.insert("batched".into(), Value::Array(batched));
+    save(&report)?;
+
     println!("\n== ordering: {}-step chains of burn ops and GEMMs, no syncs, memory reused while GEMMs are pending", plan.chain_steps);
     let mut chains = Vec::new();
     for &dtype in &plan.dtypes {
@@ -430,6 +458,45 @@ fn correctness_case(
         "pass_reference": err.non_finite == 0 && err.max_scaled <= tol,
         "pass_burn": agree.max_scaled <= agree_tol,
     }))
+}
+
+/// `q @ k^T` for `q` the `[b, h, m, k]` view of a stored `[b, m, h, k]` tensor and `k^T` the
+/// transposed view of a stored `[b, h, n, k]` one, through [`crate::matmul`], against an f64
+/// reference per matrix of the batch.
+fn batched_case(device: &Device, dtype: FloatDType, [b, h]: [usize; 2], (m, k, n): (usize, usize, usize), seed: u64) -> Result<Value> {
+    let mut rng = Rng::new(seed);
+    let (qh, q) = host_tensor(device, dtype, [b * m, h * k], 1.0, &mut rng);
+    let (kh, kt) = host_tensor(device, dtype, [b * h * n, k], 1.0, &mut rng);
+    let q = q.reshape([b, m, h, k]).swap_dims(1, 2);
+    let kt = kt.reshape([b, h, n, k]).swap_dims(2, 3);
+    let c = crate::matmul(q, kt);
+    if c.dims() != [b, h, m, n] {
+        bail!("output shape {:?}, expected [{b}, {h}, {m}, {n}]", c.dims());
+    }
+    let c = c.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("reading back: {e:?}"))?;
+    crate::take_async_error()?;
+    let mut max_scaled = 0f64;
+    for bi in 0..b {
+        for hi in 0..h {
+            // this batch's query matrix [m, k], gathered from the stored [b, m, h, k]
+            let qm: Vec<f32> = (0..m).flat_map(|i| (0..k).map(move |p| (i, p))).map(|(i, p)| qh[((bi * m + i) * h + hi) * k + p]).collect();
+            let km = &kh[(bi * h + hi) * n * k..][..n * k];
+            let rows: Vec<usize> = (0..m).collect();
+            let (values, scale) = check::reference(
+                HostOperand { data: &qm, shape: [m, k], transpose: false },
+                HostOperand { data: km, shape: [n, k], transpose: true },
+                &rows,
+            );
+            let got = &c[(bi * h + hi) * m * n..][..m * n];
+            let err = check::errors(got, n, &rows, &values, &scale);
+            if err.non_finite > 0 {
+                bail!("non-finite outputs in matrix ({bi}, {hi})");
+            }
+            max_scaled = max_scaled.max(err.max_scaled);
+        }
+    }
+    let tol = check::tolerance(dtype_name(dtype));
+    Ok(json!({"dtype": dtype_name(dtype), "lead": [b, h], "m": m, "k": k, "n": n, "max_scaled": max_scaled, "tolerance": tol, "pass": max_scaled <= tol}))
 }
 
 /// `steps` steps of `x <- tanh(1.5 x W)`, the product through the GEMM under test (in four

@@ -33,10 +33,11 @@ use cubecl_runtime::runtime::Runtime;
 use cubecl_runtime::server::Handle;
 use cudarc::cublaslt::{result as lt, sys as ltsys};
 use cudarc::driver::sys::CUstream;
-use r1kit_model::burn::backend::Cube;
-use r1kit_model::burn::tensor::{DType, Tensor};
+use burn::backend::Cube;
+use burn::backend::ops::FloatTensorOps;
+use burn::tensor::{DType, Tensor};
 
-use crate::layout::{BlasGemm, MatrixView, pointer_alignment};
+use crate::layout::{BlasGemm, MatrixView, batch_of, pointer_alignment};
 
 /// cubecl-cuda keeps its `compute` module private; the server is the runtime's associated type.
 type CudaServer = <CudaRuntime as Runtime>::Server;
@@ -72,33 +73,52 @@ impl Elem {
 
 /// `op(a) @ op(b)`; see [`crate::gemm`].
 pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) -> Result<Tensor<2>> {
-    take_async_error()?;
-    let device = a.device();
     let (ca, cb) = (primitive(a, "a")?, primitive(b, "b")?);
-    let cuda = cuda_device(&ca)?;
-    if cuda_device(&cb)? != cuda {
+    Ok(Tensor::from_primitive::<Cube>(gemm_cube(&ca, &cb, transpose_a, transpose_b)?))
+}
+
+/// [`gemm`] on burn-cubecl primitives (what the autodiff op of `crate::matmul` calls), of any
+/// rank >= 2 with equal leading (batch) dims: one strided-batched cuBLASLt call. An operand whose
+/// batch dims are not one evenly strided run is first made contiguous (a copy, as burn's own
+/// matmul would).
+pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_b: bool) -> Result<CubeTensor> {
+    take_async_error()?;
+    let cuda = cuda_device(ca)?;
+    if cuda_device(cb)? != cuda {
         bail!("gemm: a and b are on different devices");
     }
     if ca.dtype != cb.dtype {
         bail!("gemm: a is {:?} and b is {:?} (one dtype for both)", ca.dtype, cb.dtype);
     }
+    let (shape_a, shape_b) = (ca.meta.shape().to_vec(), cb.meta.shape().to_vec());
+    let rank = shape_a.len();
+    if rank < 2 || shape_b.len() != rank {
+        bail!("gemm: a is {shape_a:?} and b is {shape_b:?} (need one rank >= 2)");
+    }
+    let lead = &shape_a[..rank - 2];
+    if shape_b[..rank - 2] != *lead {
+        bail!("gemm: batch dims differ: a is {shape_a:?}, b is {shape_b:?} (no broadcasting)");
+    }
     let dtype = ca.dtype;
     let elem = Elem::of(dtype)?;
-    let va = view(&ca, transpose_a, "a")?;
-    let vb = view(&cb, transpose_b, "b")?;
+    let (ca, cb) = (evenly_batched(ca), evenly_batched(cb));
+    let (va, batch, stride_a) = view(&ca, transpose_a, "a")?;
+    let (vb, _, stride_b) = view(&cb, transpose_b, "b")?;
     let (m, k, n) = (va.rows, va.cols, vb.cols);
     if vb.rows != k {
         bail!("gemm: op(a) is {m}x{k} but op(b) is {}x{n}", vb.rows);
     }
-    if m == 0 || n == 0 {
-        return Ok(Tensor::<2>::empty([m, n], (&device, dtype)));
+    let device = ca.device.clone();
+    let out_shape: Vec<usize> = lead.iter().copied().chain([m, n]).collect();
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok(Cube::float_empty(out_shape.into(), &device, dtype.into()));
     }
     if k == 0 {
-        return Ok(Tensor::<2>::zeros([m, n], (&device, dtype)));
+        return Ok(Cube::float_zeros(out_shape.into(), &device, dtype.into()));
     }
-    let co = primitive(Tensor::<2>::empty([m, n], (&device, dtype)), "output")?;
-    let vc = view(&co, false, "output")?;
-    let g = BlasGemm::new(va, vb, vc).map_err(|e| anyhow!("gemm: {e}"))?;
+    let co = Cube::float_empty(out_shape.into(), &device, dtype.into());
+    let (vc, _, stride_c) = view(&co, false, "output")?;
+    let g = BlasGemm::new(va, vb, vc).map_err(|e| anyhow!("gemm: {e}"))?.batched(batch, [stride_a, stride_b, stride_c]);
 
     // Burn's launches from this thread go to this stream; the closure runs with it too.
     let stream_id = StreamId::current();
@@ -115,7 +135,7 @@ pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) ->
         // The handles go here, after the enqueue: reuse of that memory is ordered after the GEMM.
         drop(handles);
     });
-    Ok(Tensor::from_primitive::<Cube>(co))
+    Ok(co)
 }
 
 /// The error a GEMM hit on the device-runner thread since the last call, if any.
@@ -147,7 +167,7 @@ fn primitive(t: Tensor<2>, name: &str) -> Result<CubeTensor> {
     let autodiff = t.device().is_autodiff();
     t.try_into_primitive::<Cube>().map_err(|e| {
         if autodiff {
-            anyhow!("gemm: {name} is an autodiff tensor (not supported yet; use a non-autodiff device or detach): {e:?}")
+            anyhow!("gemm: {name} is an autodiff tensor (use r1kit_gpu::matmul, which tracks gradients): {e:?}")
         } else {
             anyhow!("gemm: {name} is not a CUDA tensor: {e:?}")
         }
@@ -162,15 +182,31 @@ fn cuda_device(t: &CubeTensor) -> Result<CudaDevice> {
     }
 }
 
-fn view(t: &CubeTensor, transpose: bool, name: &str) -> Result<MatrixView> {
+/// The operand itself when its batch dims form one evenly strided run, else a contiguous copy.
+fn evenly_batched(t: &CubeTensor) -> CubeTensor {
+    let (shape, strides) = (t.meta.shape(), t.meta.strides());
+    let r = shape.len();
+    if r <= 2 || batch_of(&shape[..r - 2], &strides[..r - 2]).is_some() {
+        return t.clone();
+    }
+    burn_cubecl::kernel::into_contiguous(t.clone())
+}
+
+/// The last two dims as a matrix view, and the batch: `(view, count, stride)`.
+fn view(t: &CubeTensor, transpose: bool, name: &str) -> Result<(MatrixView, usize, usize)> {
     if t.meta.is_tiled() {
         bail!("gemm: {name} has a tiled storage layout");
     }
     let (shape, strides) = (t.meta.shape(), t.meta.strides());
-    if shape.len() != 2 || strides.len() != 2 {
-        bail!("gemm: {name} is not 2-D");
+    let r = shape.len();
+    if r < 2 || strides.len() != r {
+        bail!("gemm: {name} has rank {r} (need >= 2)");
     }
-    MatrixView::new([shape[0], shape[1]], [strides[0], strides[1]], transpose).map_err(|e| anyhow!("gemm: {name}: {e}"))
+    let (batch, stride) = batch_of(&shape[..r - 2], &strides[..r - 2])
+        .ok_or_else(|| anyhow!("gemm: {name}'s batch dims {:?} (strides {:?}) are not one evenly strided run", &shape[..r - 2], &strides[..r - 2]))?;
+    let view = MatrixView::new([shape[r - 2], shape[r - 1]], [strides[r - 2], strides[r - 1]], transpose)
+        .map_err(|e| anyhow!("gemm: {name}: {e}"))?;
+    Ok((view, batch, stride))
 }
 
 fn device_handle(device: &CudaDevice) -> DeviceHandle<CudaServer> {
@@ -309,6 +345,18 @@ impl Plan {
             let la = layout(g.blas_a).map_err(cublas("layout A"))?;
             let lb = layout(g.blas_b).map_err(cublas("layout B"))?;
             let lc = layout(g.blas_c).map_err(cublas("layout C"))?;
+            if g.batch > 1 {
+                // cuBLAS's A is our B and its B our A (see BlasGemm).
+                let [stride_a, stride_b, stride_c] = g.batch_strides;
+                for (l, stride) in [(la, stride_b), (lb, stride_a), (lc, stride_c)] {
+                    use ltsys::cublasLtMatrixLayoutAttribute_t as L;
+                    let (count, offset) = (g.batch as i32, stride as i64);
+                    lt::set_matrix_layout_attribute(l, L::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count as *const i32 as *const c_void, 4)
+                        .map_err(cublas("BATCH_COUNT"))?;
+                    lt::set_matrix_layout_attribute(l, L::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offset as *const i64 as *const c_void, 8)
+                        .map_err(cublas("STRIDED_BATCH_OFFSET"))?;
+                }
+            }
             let pref = lt::create_matmul_pref().map_err(cublas("cublasLtMatmulPreferenceCreate"))?;
             let ws = WORKSPACE_BYTES as u64;
             lt::set_matmul_pref_attribute(pref, P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws as *const u64 as *const c_void, 8)

@@ -68,9 +68,32 @@ impl BlasOperand {
     }
 }
 
+/// The leading (batch) dims of a tensor as one run of evenly spaced matrices: `(count, stride)`,
+/// the stride in elements between consecutive matrices (0 for a single one). `None` when they are
+/// not evenly spaced, e.g. the heads of a `[b, s, h, d]` tensor viewed as `[b, h, s, d]` with
+/// `b > 1`, or broadcast. Size-1 dims do not matter.
+pub fn batch_of(shape: &[usize], strides: &[usize]) -> Option<(usize, usize)> {
+    let dims: Vec<(usize, usize)> = shape.iter().zip(strides).map(|(&n, &s)| (n, s)).filter(|&(n, _)| n != 1).collect();
+    let Some(&(_, innermost)) = dims.last() else {
+        return Some((1, 0));
+    };
+    if innermost == 0 {
+        return None;
+    }
+    // Outer dims must step over whole runs of the inner ones.
+    for pair in dims.windows(2) {
+        let ((_, outer), (inner_n, inner_s)) = (pair[0], pair[1]);
+        if outer != inner_s * inner_n {
+            return None;
+        }
+    }
+    Some((dims.iter().map(|&(n, _)| n).product(), innermost))
+}
+
 /// The cuBLAS problem for row-major `C[m,n] = A[m,k] B[k,n]` (A and B as logical views, after
 /// any transpose): cuBLAS computes `D[n, m] = op(blas_a)[n,k] op(blas_b)[k,m]`, column-major,
-/// with `blas_a` the memory of our B and `blas_b` that of our A.
+/// with `blas_a` the memory of our B and `blas_b` that of our A; `batch` such products, matrix
+/// `i` of each operand `i * stride` elements after the first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BlasGemm {
     pub m: usize,
@@ -80,6 +103,9 @@ pub struct BlasGemm {
     pub blas_b: BlasOperand,
     /// The output, column-major `[n, m]` (row-major `[m, n]` to us).
     pub blas_c: BlasOperand,
+    pub batch: usize,
+    /// Strides between the matrices of a batch, in elements, of our A, B and C.
+    pub batch_strides: [usize; 3],
 }
 
 impl BlasGemm {
@@ -95,7 +121,24 @@ impl BlasGemm {
         if c.storage != Storage::RowMajor {
             return Err("output must be row-major".into());
         }
-        Ok(Self { m, n, k, blas_a: BlasOperand::transposed_of(b), blas_b: BlasOperand::transposed_of(a), blas_c: BlasOperand::transposed_of(c) })
+        Ok(Self {
+            m,
+            n,
+            k,
+            blas_a: BlasOperand::transposed_of(b),
+            blas_b: BlasOperand::transposed_of(a),
+            blas_c: BlasOperand::transposed_of(c),
+            batch: 1,
+            batch_strides: [0; 3],
+        })
+    }
+
+    /// `batch` products, the matrices of A, B and C `strides` elements apart.
+    pub fn batched(self, batch: usize, strides: [usize; 3]) -> Self {
+        if batch <= 1 {
+            return self;
+        }
+        Self { batch, batch_strides: strides, ..self }
     }
 }
 
@@ -222,6 +265,20 @@ mod tests {
         assert!(BlasGemm::new(a, b, MatrixView::new([2, 3], [3, 1], false).unwrap()).is_err());
         assert!(BlasGemm::new(a, b, MatrixView::new([3, 2], [1, 3], false).unwrap()).is_err());
         assert!(BlasGemm::new(a, b, c).is_ok());
+    }
+
+    #[test]
+    fn batch_runs() {
+        // contiguous [2, 3, 4, 5]: 6 matrices 20 apart
+        assert_eq!(batch_of(&[2, 3], &[60, 20]), Some((6, 20)));
+        // the heads of [1, s = 4, h = 3, d = 5] viewed as [1, 3, 4, 5]: 3 matrices 5 apart
+        assert_eq!(batch_of(&[1, 3], &[60, 5]), Some((3, 5)));
+        // ... but with b = 2 the heads and the batch do not form one run
+        assert_eq!(batch_of(&[2, 3], &[60, 5]), None);
+        // no batch, a single matrix, broadcast
+        assert_eq!(batch_of(&[], &[]), Some((1, 0)));
+        assert_eq!(batch_of(&[1, 1], &[7, 7]), Some((1, 0)));
+        assert_eq!(batch_of(&[4], &[0]), None);
     }
 
     #[test]

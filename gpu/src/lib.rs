@@ -1,6 +1,8 @@
 //! GPU kernels that burn does not have, behind plain functions on burn tensors.
 //!
-//! First of them: [`gemm`], a cuBLASLt GEMM with f32 accumulation enqueued on burn's own CUDA
+//! [`matmul`] is what the model calls for its linear layers: cuBLASLt on CUDA, forward and backward.
+//!
+//! Below it: [`gemm`], a cuBLASLt GEMM with f32 accumulation enqueued on burn's own CUDA
 //! stream on burn-allocated memory (bf16, f16, f32), with no host synchronisation, in order with
 //! burn's own kernels. It needs the `cuda` feature, which needs the patched cubecl-cuda that
 //! `scripts/build-cuda.sh` swaps in (gpu/patches/); without the feature this crate is the CPU-
@@ -15,8 +17,11 @@ pub mod check;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod layout;
+mod matmul;
 
-use r1kit_model::burn::prelude::{Device, Tensor};
+pub use matmul::{Gemm, matmul, matmul_through_op};
+
+use burn::prelude::{Device, Tensor};
 
 /// Whether this build has the CUDA GEMM.
 pub const CUDA: bool = cfg!(feature = "cuda");
@@ -57,7 +62,7 @@ pub fn take_async_error() -> anyhow::Result<()> {
 pub fn is_cuda(device: &Device) -> bool {
     #[cfg(feature = "cuda")]
     {
-        use r1kit_model::burn::backend::DispatchDevice;
+        use burn::backend::DispatchDevice;
         matches!(device.as_dispatch(), DispatchDevice::Cube(burn_cubecl::CubeDevice::Cuda(_)))
     }
     #[cfg(not(feature = "cuda"))]

@@ -39,11 +39,12 @@ impl Linear {
 
 /// `a @ b` with both operands cast to `compute` and the product returned in f32: autocast's rule for
 /// matrix products (f32 master weights, bf16 GEMMs with f32 accumulation); everything else stays f32.
+/// On CUDA the product is cuBLASLt's, forward and backward (`r1kit_gpu::matmul`).
 pub fn matmul_in<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
     if compute == FloatDType::F32 {
-        return a.matmul(b);
+        return r1kit_gpu::matmul(a, b);
     }
-    a.cast(compute).matmul(b.cast(compute)).cast(FloatDType::F32)
+    r1kit_gpu::matmul(a.cast(compute), b.cast(compute)).cast(FloatDType::F32)
 }
 
 /// RMSNorm computed in f32, weight applied after the normalization (as transformers does).

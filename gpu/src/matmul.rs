@@ -1,0 +1,199 @@
+//! [`matmul`]: every matrix product of the model (linear layers, LM head, attention's batched
+//! products). On a CUDA device it runs through the cuBLASLt GEMM, forward and backward (an autodiff
+//! op of ours: dA = dC B^T, dB = A^T dC, the transposes being free views); everywhere else, and
+//! for operands the GEMM does not take (broadcast batch dims, an unsupported dtype), it is burn's
+//! own `matmul`.
+//!
+//! The autodiff op is generic over the backend's primitive product ([`Gemm`]), so the CPU tests
+//! run the very same op on flex (`matmul_through_op`) and compare it with burn's matmul.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::autodiff::NodeId;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, DispatchKindConversion, DispatchTensor};
+use burn::prelude::Tensor;
+
+/// A backend's own (batched) product of primitives; `None` when it cannot take these operands
+/// (the caller then uses burn's matmul).
+pub trait Gemm: Backend {
+    fn gemm(a: &FloatTensor<Self>, b: &FloatTensor<Self>) -> Option<FloatTensor<Self>>;
+
+    /// [`Gemm::gemm`], or burn's matmul where it declines (the backward pass must produce a value).
+    fn gemm_or_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gemm(&a, &b).unwrap_or_else(|| Self::float_matmul(a, b))
+    }
+}
+
+/// `a @ b` over the last two dims (either operand may be a transposed view). See the module doc.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "cuda")]
+    if let Some(c) = through_op::<burn::backend::Cube, D>(&a, &b) {
+        return c;
+    }
+    a.matmul(b)
+}
+
+/// [`matmul`] with flex's matmul as the primitive product, so that CPU tests exercise the
+/// autodiff op itself; `None` when the operands are not flex tensors.
+#[doc(hidden)]
+pub fn matmul_through_op<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<Tensor<D>> {
+    through_op::<burn::backend::Flex, D>(a, b)
+}
+
+impl Gemm for burn::backend::Flex {
+    fn gemm(a: &FloatTensor<Self>, b: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        Some(Self::float_matmul(a.clone(), b.clone()))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Gemm for burn::backend::Cube {
+    fn gemm(a: &FloatTensor<Self>, b: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        // A GEMM that failed on the runner thread left garbage in a tensor already in use: stop.
+        if let Err(e) = crate::cuda::take_async_error() {
+            panic!("{e}");
+        }
+        crate::cuda::gemm_cube(a, b, false, false).ok()
+    }
+}
+
+/// The product on backend `B` when both operands live there (tracked through our op on an autodiff
+/// device), `None` otherwise.
+fn through_op<B: Gemm, const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<Tensor<D>>
+where
+    DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
+{
+    if let (Ok(pa), Ok(pb)) =
+        (a.clone().try_into_primitive::<Autodiff<B>>(), b.clone().try_into_primitive::<Autodiff<B>>())
+    {
+        return autodiff_gemm::<B, NoCheckpointing>(pa, pb).map(Tensor::from_primitive::<Autodiff<B>>);
+    }
+    if let (Ok(pa), Ok(pb)) = (a.clone().try_into_primitive::<B>(), b.clone().try_into_primitive::<B>()) {
+        return B::gemm(&pa, &pb).map(Tensor::from_primitive::<B>);
+    }
+    None
+}
+
+#[derive(Debug)]
+struct GemmBackward;
+
+impl<B: Gemm> Backward<B, 2> for GemmBackward {
+    /// The operands, kept only when the other side needs them (dA needs B, dB needs A).
+    type State = (Option<NodeId>, Option<NodeId>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let (lhs, rhs) = ops.state;
+        let lhs: Option<FloatTensor<B>> = lhs.map(|id| checkpointer.retrieve_node_output(id));
+        let rhs: Option<FloatTensor<B>> = rhs.map(|id| checkpointer.retrieve_node_output(id));
+        binary::<B, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| B::gemm_or_matmul(grad, B::float_transpose(rhs.expect("kept when lhs is tracked"))),
+            |grad| B::gemm_or_matmul(B::float_transpose(lhs.expect("kept when rhs is tracked")), grad),
+        );
+    }
+}
+
+/// The forward product as a node of the autodiff graph; `None` when `B` declines the operands.
+fn autodiff_gemm<B: Gemm, C: CheckpointStrategy>(
+    lhs: FloatTensor<Autodiff<B, C>>,
+    rhs: FloatTensor<Autodiff<B, C>>,
+) -> Option<FloatTensor<Autodiff<B, C>>> {
+    let output = B::gemm(lhs.primitive(), rhs.primitive())?;
+    let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
+    Some(match GemmBackward.prepare::<C>([lhs.node(), rhs.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(mut prep) => {
+            let lhs_state = rhs_tracked.then(|| prep.checkpoint(&lhs));
+            let rhs_state = lhs_tracked.then(|| prep.checkpoint(&rhs));
+            prep.finish((lhs_state, rhs_state), output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::prelude::{Device, TensorData};
+    use burn::tensor::{FloatDType, Tolerance};
+
+    fn random(shape: [usize; 2], seed: u64, device: &Device) -> Tensor<2> {
+        let values = crate::check::Rng::new(seed).normals(shape[0] * shape[1], 1.0);
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// Loss `sum(w ⊙ (a @ b))` with fixed weights, so every output element gets its own gradient.
+    fn gradients(use_op: bool, transpose_b: bool, dtype: FloatDType) -> [TensorData; 3] {
+        let device = Device::default().autodiff();
+        let a = random([5, 7], 1, &device).require_grad();
+        let b_param = random(if transpose_b { [3, 7] } else { [7, 3] }, 2, &device).require_grad();
+        let w = random([5, 3], 3, &device);
+        let b = if transpose_b { b_param.clone().transpose() } else { b_param.clone() };
+        let (ac, bc) = (a.clone().cast(dtype), b.cast(dtype));
+        let c = if use_op { matmul_through_op(&ac, &bc).expect("flex tensors") } else { ac.matmul(bc) };
+        let c = c.cast(FloatDType::F32);
+        let grads = (c.clone() * w).sum().backward();
+        [c.into_data(), a.grad(&grads).unwrap().into_data(), b_param.grad(&grads).unwrap().into_data()]
+    }
+
+    #[test]
+    fn the_op_gives_burns_values_and_gradients() {
+        for transpose_b in [false, true] {
+            for (dtype, tol) in [(FloatDType::F32, 1e-6), (FloatDType::BF16, 1e-2)] {
+                let ours = gradients(true, transpose_b, dtype);
+                let burns = gradients(false, transpose_b, dtype);
+                for (o, r) in ours.iter().zip(&burns) {
+                    assert_eq!(o.shape(), r.shape());
+                    o.assert_approx_eq::<f32>(r, Tolerance::absolute(tol));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batched_products_with_a_transposed_view() {
+        let device = Device::default().autodiff();
+        let data = |shape: [usize; 4], seed| {
+            let values = crate::check::Rng::new(seed).normals(shape.iter().product(), 1.0);
+            Tensor::<4>::from_data(TensorData::new(values, shape), &device).require_grad()
+        };
+        let (q, k, w) = (data([2, 3, 4, 5], 8), data([2, 3, 6, 5], 9), data([2, 3, 4, 6], 10));
+        let run = |use_op: bool| {
+            let kt = k.clone().swap_dims(2, 3);
+            let s = if use_op { matmul_through_op(&q, &kt).unwrap() } else { q.clone().matmul(kt) };
+            let grads = (s.clone() * w.clone()).sum().backward();
+            [s.into_data(), q.grad(&grads).unwrap().into_data(), k.grad(&grads).unwrap().into_data()]
+        };
+        for (o, r) in run(true).iter().zip(&run(false)) {
+            assert_eq!(o.shape(), r.shape());
+            o.assert_approx_eq::<f32>(r, Tolerance::absolute(1e-5));
+        }
+    }
+
+    #[test]
+    fn untracked_operand_gets_no_gradient_and_the_other_still_does() {
+        let device = Device::default().autodiff();
+        let a = random([4, 6], 4, &device);
+        let b = random([6, 2], 5, &device).require_grad();
+        let c = matmul_through_op(&a, &b).unwrap();
+        let grads = c.sum().backward();
+        assert!(a.grad(&grads).is_none());
+        // d sum(a @ b) / db = a^T @ ones: each row of the gradient is the column sum of a.
+        let expected = a.clone().transpose().matmul(Tensor::ones([4, 2], &device));
+        b.grad(&grads).unwrap().into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn without_autodiff_it_is_the_plain_product() {
+        let device = Device::default();
+        let (a, b) = (random([3, 4], 6, &device), random([5, 4], 7, &device).transpose());
+        let ours = matmul_through_op(&a, &b).unwrap();
+        ours.into_data().assert_approx_eq::<f32>(&a.clone().matmul(b.clone()).into_data(), Tolerance::absolute(1e-6));
+        matmul(a.clone(), b.clone()).into_data().assert_approx_eq::<f32>(&a.matmul(b).into_data(), Tolerance::absolute(0.0));
+    }
+}
