@@ -3,7 +3,7 @@
 # (a device call returns at most 8 files). Needs the carried
 # .gpu/ folder from scripts/build-cuda.sh. PyTorch references run in the same call, so figures
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
-#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b (default: all but train-1.5b)
+#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro (default: info parity gemm train)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 final=${OUT:-/tmp/gpu-out}
@@ -45,6 +45,11 @@ for p in $parts; do
     train-1.5b)
       with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
       with_memory train-1.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-1.5b-bf16.json" ;;
+    train-micro) # larger micro-batches (attention still stores S x S scores)
+      for mb in 2 4; do
+        with_memory train-0.5b-bf16-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --out "$out/train-0.5b-bf16-mb$mb.json"
+      done
+      with_memory train-1.5b-bf16-mb2 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 2 --compute bf16 --out "$out/train-1.5b-bf16-mb2.json" ;;
     *) echo "unknown part $p" ;;
   esac
 done

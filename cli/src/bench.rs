@@ -178,10 +178,11 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
             let compute = r1kit_model::device::parse_compute_dtype(&a.compute)?;
             let r = r1kit_train::bench::bench_train(config, &device, compute, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
             println!(
-                "bench train {} on {device:?} ({} products): {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
+                "bench train {} on {device:?} ({} products): {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}; forward + backward {:.3} s, clip + AdamW the rest); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
                 a.shape, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,
                 r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64,
                 r.step_seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+                r.gradient_seconds,
                 r.tokens_per_s, 100.0 * r.mfu, r1kit_train::bench::PEAK_FLOPS / 1e12, r.loss
             );
             if let Some(out) = &a.out {

@@ -27,6 +27,9 @@ pub struct TrainBenchReport {
     pub micro_batches: usize,
     /// Seconds of each timed optimizer step (after the warm-up steps).
     pub step_seconds: Vec<f64>,
+    /// Of those, the forward + backward passes of all micro-batches (mean over the timed steps);
+    /// the rest is clipping and the AdamW update.
+    pub gradient_seconds: f64,
     pub tokens_per_s: f64,
     pub mfu: f64,
     pub loss: f64,
@@ -55,10 +58,18 @@ pub fn bench_train(config: ModelConfig, device: &Device, compute: FloatDType, ba
     let mut optimizer = AdamW::new(AdamWConfig { lr: 1e-5, weight_decay: 0.01, ..Default::default() });
     let freeze = Freeze::default();
     let mut step_seconds = Vec::new();
+    let mut gradient_seconds = 0.0;
     let mut loss = f64::NAN;
     for step in 0..warmup + steps {
         let t = Instant::now();
         let mut grads = step_gradients(&model, &freeze, &batches);
+        // wait for the device (the loss is read back already; the last gradient may still run)
+        if let Some(g) = grads.grads.values().next() {
+            let _ = g.clone().slice([0..1, 0..1]).into_scalar::<f32>();
+        }
+        if step >= warmup {
+            gradient_seconds += t.elapsed().as_secs_f64() / steps as f64;
+        }
         clip_global_norm(&mut grads.grads, 1.0);
         model = optimizer.step(model, &grads.grads, 1e-5);
         // wait for the device: read one updated weight back
@@ -79,6 +90,7 @@ pub fn bench_train(config: ModelConfig, device: &Device, compute: FloatDType, ba
         mfu: flops_per_token(&config, parameters, seq) * tokens_per_s / PEAK_FLOPS,
         tokens_per_s,
         step_seconds,
+        gradient_seconds,
         loss,
     }
 }
