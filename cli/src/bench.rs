@@ -48,6 +48,9 @@ pub struct TrainArgs {
     /// A named shape (qwen2.5-0.5b, qwen2.5-1.5b, llama3.2-1b, smollm2-135m, tiny).
     #[arg(long, default_value = "tiny")]
     pub shape: String,
+    /// Replace the shape's vocabulary size (to see what the LM head and log-softmax cost).
+    #[arg(long)]
+    pub vocab: Option<usize>,
     /// Sequences per optimizer step.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -174,7 +177,10 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         }
         BenchCommand::Train(a) => {
             let device = r1kit_model::device::parse_device(&a.device)?;
-            let Some(config) = ModelConfig::preset(&a.shape) else { bail!("--shape {}: not a known shape", a.shape) };
+            let Some(mut config) = ModelConfig::preset(&a.shape) else { bail!("--shape {}: not a known shape", a.shape) };
+            if let Some(vocab) = a.vocab {
+                config.vocab_size = vocab;
+            }
             let compute = r1kit_model::device::parse_compute_dtype(&a.compute)?;
             let r = r1kit_train::bench::bench_train(config, &device, compute, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
             println!(
