@@ -404,7 +404,7 @@ fn host_tensor(device: &Device, dtype: FloatDType, shape: [usize; 2], std: f64, 
     }
 }
 
-fn to_host(t: Tensor<2>) -> Result<Vec<f32>> {
+fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("reading back: {e:?}"))
 }
 
@@ -473,7 +473,7 @@ fn batched_case(device: &Device, dtype: FloatDType, [b, h]: [usize; 2], (m, k, n
     if c.dims() != [b, h, m, n] {
         bail!("output shape {:?}, expected [{b}, {h}, {m}, {n}]", c.dims());
     }
-    let c = c.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("reading back: {e:?}"))?;
+    let c = to_host(c)?;
     crate::take_async_error()?;
     let mut max_scaled = 0f64;
     for bi in 0..b {
