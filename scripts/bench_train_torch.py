@@ -6,16 +6,10 @@ Prints one line in the same form, so one device call gives ratios.
 import argparse, json, time
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+from transformers import AutoModelForCausalLM
 
-SHAPES = {  # the same as ModelConfig::preset in model/src/config.rs
-    "qwen2.5-0.5b": (Qwen2Config, dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                                       num_attention_heads=14, num_key_value_heads=2, rope_theta=1e6, tie_word_embeddings=True)),
-    "qwen2.5-1.5b": (Qwen2Config, dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                                       num_attention_heads=12, num_key_value_heads=2, rope_theta=1e6, tie_word_embeddings=True)),
-    "llama3.2-1b": (LlamaConfig, dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                      num_attention_heads=32, num_key_value_heads=8, rope_theta=5e5, tie_word_embeddings=True)),
-}
+from torch_shapes import SHAPES
+
 PEAK_FLOPS = 790e12
 
 p = argparse.ArgumentParser()

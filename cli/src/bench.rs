@@ -115,6 +115,15 @@ pub struct RolloutArgs {
     pub temperature: f32,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Compute dtype of the matrix products: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub compute: String,
+    /// Untimed full rollouts first (on CUDA the first one compiles and autotunes kernels).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -278,32 +287,44 @@ fn bench_rollout(a: &RolloutArgs) -> Result<()> {
         }
         _ => (load_or_init(&None, &a.shape, &device)?, None),
     };
+    let model = model.with_compute(r1kit_model::device::parse_compute_dtype(&a.compute)?);
     let vocab = model.config.vocab_size as u32;
     // Prompts of the requested length from a fixed pattern of ids (no EOS, no stop: every
     // completion runs its full length, so the figure is per generated token).
     let prompts: Vec<Vec<u32>> =
         (0..a.prompts).map(|p| (0..a.prompt_tokens).map(|i| ((p * 7919 + i * 104729) as u32 + 11) % vocab).collect()).collect();
     let params = SamplingParams { temperature: a.temperature, max_new_tokens: a.max_new_tokens, seed: 1, ..Default::default() };
+    for i in 0..a.warmup {
+        let t = Instant::now();
+        sample_with(&model, tokenizer.as_ref(), &prompts, a.group, &params)?;
+        println!("bench rollout: warm-up {} took {:.2} s", i + 1, t.elapsed().as_secs_f64());
+    }
     let t = Instant::now();
     let out = sample_with(&model, tokenizer.as_ref(), &prompts, a.group, &params)?;
     let elapsed = t.elapsed().as_secs_f64();
     let generated: usize = out.iter().map(|c| c.tokens.len()).sum();
     let steps = out.iter().map(|c| c.tokens.len()).max().unwrap_or(0);
+    let tokens_per_s = generated as f64 / elapsed;
     println!(
-        "bench rollout: {} on {}: {} prompts x G={} ({} rows), {} prompt + {} new tokens, T={}: {:.1} generated tokens/s, {:.1} ms per decode step ({} steps, prefill included), {:.2} s total",
+        "bench rollout: {} on {} ({} products): {} prompts x G={} ({} rows), {} prompt + {} new tokens, T={}: {:.1} generated tokens/s, {:.1} ms per decode step ({} steps, prefill included), {:.2} s total",
         a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()).unwrap_or_default(),
         a.device,
+        a.compute,
         a.prompts,
         a.group,
         a.prompts * a.group,
         a.prompt_tokens,
         a.max_new_tokens,
         a.temperature,
-        generated as f64 / elapsed,
+        tokens_per_s,
         elapsed / steps.max(1) as f64 * 1e3,
         steps,
         elapsed
     );
+    if let Some(out) = &a.out {
+        let json = serde_json::json!({"rows": a.prompts * a.group, "generated": generated, "seconds": elapsed, "tokens_per_s": tokens_per_s});
+        std::fs::write(out, json.to_string()).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+    }
     Ok(())
 }
 
