@@ -1,8 +1,9 @@
 //! Logit processing and token choice on the device, as small functions over `[rows, vocab]`
 //! tensors. The order is transformers': repetition penalty, temperature, top-k, top-p, min-p.
 //! Nothing here sorts (burn's sort runs on the host): top-k uses `topk`, top-p a bisection on the
-//! probability threshold, and the draw inverts the cumulative distribution at one uniform number per
-//! row that the host supplies, so only `[rows]` values cross to the host per step.
+//! probability threshold, and the draw inverts the cumulative distribution (in two levels, see
+//! [`inverse_cdf`]) at one uniform number per row that the host supplies, so only `[rows]` values
+//! cross to the host per step.
 
 use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::activation::{log_softmax, softmax};
@@ -91,19 +92,53 @@ pub fn processed_logits(logits: Tensor<2>, params: &SamplingParams, seen: Option
 /// in (0, 1) per row). Returns the ids `[rows, 1]` and their log-probabilities under the sampling
 /// distribution `[rows, 1]`.
 pub fn choose(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32]) -> (Tensor<2, Int>, Tensor<2>) {
-    let [rows, vocab] = processed.dims();
+    choose_in_blocks(processed, params, uniforms, DRAW_BLOCK)
+}
+
+/// Tokens per block of the two-level inverse CDF: about the square root of a 150k vocabulary, so
+/// both prefix sums stay short (burn-cubecl's cumsum costs the square of its length per row).
+pub const DRAW_BLOCK: usize = 512;
+
+/// [`choose`] with the vocabulary cut into blocks of `block` tokens for the draw.
+pub fn choose_in_blocks(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32], block: usize) -> (Tensor<2, Int>, Tensor<2>) {
     let logp = log_softmax(processed, 1);
     let ids = if params.temperature == 0.0 {
         logp.clone().argmax(1)
     } else {
-        let device = logp.device();
-        let cdf = logp.clone().exp().cumsum(1);
-        let total = cdf.clone().slice([0..rows, vocab - 1..vocab]);
-        let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [rows, 1]), &device) * total;
-        // index = number of tokens whose cumulative mass lies strictly below u
-        let below = cdf.lower(u.expand([rows, vocab])).int().sum_dim(1);
-        below.clamp_max((vocab - 1) as i64)
+        let [rows, _] = logp.dims();
+        let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [rows, 1]), &logp.device());
+        inverse_cdf(logp.clone().exp(), u, block)
     };
     let chosen = logp.gather(1, ids.clone());
     (ids, chosen)
+}
+
+/// The token at which each row's cumulative mass first reaches `u` times the row's total
+/// (`probs` `[rows, vocab]` unnormalized, `u` `[rows, 1]` in (0, 1)), in two levels: the block whose
+/// cumulative mass reaches it, then the token inside that block. A token of zero mass is never
+/// chosen, whatever the rounding of the two sums.
+pub fn inverse_cdf(probs: Tensor<2>, u: Tensor<2>, block: usize) -> Tensor<2, Int> {
+    let [rows, vocab] = probs.dims();
+    let device = probs.device();
+    let blocks = vocab.div_ceil(block);
+    let padded = if blocks * block > vocab {
+        Tensor::cat(vec![probs, Tensor::zeros([rows, blocks * block - vocab], &device)], 1)
+    } else {
+        probs
+    };
+    let tokens = padded.reshape([rows, blocks, block]);
+    let block_mass = tokens.clone().sum_dim(2).reshape([rows, blocks]);
+    let block_cdf = block_mass.clone().cumsum(1);
+    let target = u * block_cdf.clone().slice([0..rows, blocks - 1..blocks]);
+    // the chosen block: the number of blocks whose cumulative mass lies strictly below the target
+    let chosen_block = block_cdf.clone().lower(target.clone().expand([rows, blocks])).int().sum_dim(1).clamp_max((blocks - 1) as i64);
+    let before = (block_cdf - block_mass).gather(1, chosen_block.clone());
+    let inner = tokens.gather(1, chosen_block.clone().reshape([rows, 1, 1]).expand([rows, 1, block])).reshape([rows, block]);
+    let inner_cdf = inner.cumsum(1);
+    let inner_total = inner_cdf.clone().slice([0..rows, block - 1..block]);
+    // Inside (0, the block's mass]: at the mass, the count stops at the block's last token of
+    // nonzero mass; above 0, leading tokens of zero mass are passed over.
+    let inner_target = (target - before).clamp_min(f32::MIN_POSITIVE).min_pair(inner_total);
+    let offset = inner_cdf.lower(inner_target.expand([rows, block])).int().sum_dim(1).clamp_max((block - 1) as i64);
+    chosen_block * block as i64 + offset
 }

@@ -7,7 +7,7 @@ use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::activation::log_softmax;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{load_model_dir, AttentionMask, Model};
-use r1kit_sampler::filters::{choose, processed_logits};
+use r1kit_sampler::filters::{choose_in_blocks, inverse_cdf, processed_logits, DRAW_BLOCK};
 use r1kit_sampler::rng::StreamRng;
 use r1kit_sampler::{sample, FinishReason, SamplingParams};
 use serde_json::{json, Value};
@@ -161,31 +161,73 @@ fn sampling_distributions_pass_chi_square() {
         );
         let mut rng = StreamRng::new(11, 0, 0);
         let uniforms: Vec<f32> = (0..draws).map(|_| rng.uniform_open()).collect();
-        let (ids, logp) = choose(processed_logits(x, &params, Some(&seen_t)), &params, &uniforms);
-        let ids = ids.into_data().try_into_vec_as::<i64>().unwrap();
-        let logp = logp.into_data().try_into_vec_as::<f32>().unwrap();
         let seen_flags = if params.repetition_penalty != 1.0 { seen.clone() } else { vec![false; v] };
         let p = expected(&logits, &params, &seen_flags);
-        let mut counts = vec![0usize; v];
-        for (&i, &lp) in ids.iter().zip(&logp) {
-            counts[i as usize] += 1;
-            assert!((lp as f64 - p[i as usize].ln()).abs() < 1e-4, "{label}: logprob of {i}");
+        // The whole vocabulary in one block, and blocks of 3 (the last one padded; whole blocks
+        // and block edges filtered out in the top-k, top-p and min-p cases).
+        for block in [DRAW_BLOCK, 3] {
+            let label = format!("{label}, blocks of {block}");
+            let (ids, logp) = choose_in_blocks(processed_logits(x.clone(), &params, Some(&seen_t)), &params, &uniforms, block);
+            check_draws(&label, &p, ids, logp, draws);
         }
-        let mut chi2 = 0.0;
-        let mut df = 0;
-        for k in 0..v {
-            if p[k] == 0.0 {
-                assert_eq!(counts[k], 0, "{label}: filtered token {k} drawn");
-                continue;
-            }
-            let e = p[k] * draws as f64;
-            chi2 += (counts[k] as f64 - e).powi(2) / e;
-            df += 1;
-        }
-        let critical = chi2_critical(df - 1);
-        assert!(chi2 < critical, "{label}: chi2 {chi2:.2} >= {critical:.2} (df {})", df - 1);
-        eprintln!("{label}: chi2 {chi2:.2} < {critical:.2} (df {}, level 1e-3)", df - 1);
     }
+}
+
+#[test]
+fn two_level_draw_inverts_the_cdf() {
+    // 1,000 tokens in blocks of 37 (the last one padded), every 7th token and the whole fourth block
+    // of zero mass: each draw is the token whose cumulative interval holds u (f64 on the host).
+    let device = Device::flex();
+    let (rows, vocab, block) = (400, 1000, 37);
+    let mut rng = StreamRng::new(5, 1, 2);
+    let mut probs = vec![0f32; rows * vocab];
+    for (i, p) in probs.iter_mut().enumerate() {
+        let t = i % vocab;
+        let filtered = t % 7 == 0 || (3 * block..4 * block).contains(&t);
+        *p = if filtered { 0.0 } else { (8.0 * rng.uniform_open()).exp() };
+    }
+    let uniforms: Vec<f32> = (0..rows).map(|_| rng.uniform_open()).collect();
+    let ids = inverse_cdf(
+        Tensor::<2>::from_data(TensorData::new(probs.clone(), [rows, vocab]), &device),
+        Tensor::<2>::from_data(TensorData::new(uniforms.clone(), [rows, 1]), &device),
+        block,
+    );
+    let ids = ids.into_data().try_into_vec_as::<i64>().unwrap();
+    for r in 0..rows {
+        let row = &probs[r * vocab..(r + 1) * vocab];
+        let total: f64 = row.iter().map(|&p| p as f64).sum();
+        let id = ids[r] as usize;
+        let before: f64 = row[..id].iter().map(|&p| p as f64).sum();
+        let target = uniforms[r] as f64 * total;
+        assert!(row[id] > 0.0, "row {r}: token {id} has zero mass");
+        assert!(before <= target + 1e-5 * total && before + row[id] as f64 >= target - 1e-5 * total, "row {r}: token {id} does not hold u");
+    }
+}
+
+/// The draws' log-probabilities equal the expected distribution's, filtered tokens are never drawn,
+/// and the counts pass a chi-square test at level 1e-3.
+fn check_draws(label: &str, p: &[f64], ids: Tensor<2, Int>, logp: Tensor<2>, draws: usize) {
+    let ids = ids.into_data().try_into_vec_as::<i64>().unwrap();
+    let logp = logp.into_data().try_into_vec_as::<f32>().unwrap();
+    let mut counts = vec![0usize; p.len()];
+    for (&i, &lp) in ids.iter().zip(&logp) {
+        counts[i as usize] += 1;
+        assert!((lp as f64 - p[i as usize].ln()).abs() < 1e-4, "{label}: logprob of {i}");
+    }
+    let mut chi2 = 0.0;
+    let mut df = 0;
+    for k in 0..p.len() {
+        if p[k] == 0.0 {
+            assert_eq!(counts[k], 0, "{label}: filtered token {k} drawn");
+            continue;
+        }
+        let e = p[k] * draws as f64;
+        chi2 += (counts[k] as f64 - e).powi(2) / e;
+        df += 1;
+    }
+    let critical = chi2_critical(df - 1);
+    assert!(chi2 < critical, "{label}: chi2 {chi2:.2} >= {critical:.2} (df {})", df - 1);
+    eprintln!("{label}: chi2 {chi2:.2} < {critical:.2} (df {}, level 1e-3)", df - 1);
 }
 
 #[test]
