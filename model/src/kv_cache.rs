@@ -4,6 +4,7 @@
 //! shapes so that a GPU decode step can be captured as a graph.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use crate::attention_mask::AttentionMask;
 use crate::config::ModelConfig;
@@ -20,9 +21,11 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, device: &Device) -> Self {
+    /// Keys and values are stored in `dtype`: the model's compute dtype, which the attention casts
+    /// them to anyway (a bf16 cache is half the memory and no per-step cast of the whole cache).
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, dtype: FloatDType, device: &Device) -> Self {
         let shape = [batch, config.num_kv_heads, capacity, config.head_dim];
-        let zeros = || (0..config.num_layers).map(|_| Some(Tensor::<4>::zeros(shape, device))).collect();
+        let zeros = || (0..config.num_layers).map(|_| Some(Tensor::<4>::zeros(shape, device).cast(dtype))).collect();
         KvCache { keys: zeros(), values: zeros(), batch, capacity, len: 0, slot_valid: vec![false; batch * capacity] }
     }
 
@@ -64,7 +67,9 @@ impl KvCache {
         let [b, h, s, d] = k.dims();
         let (start, end) = (self.len, self.len + s);
         let write = |slot: &mut Option<Tensor<4>>, x: Tensor<4>| {
-            let full = slot.take().expect("cache layer present").slice_assign([0..b, 0..h, start..end, 0..d], x);
+            let full = slot.take().expect("cache layer present");
+            let x = x.cast(full.dtype());
+            let full = full.slice_assign([0..b, 0..h, start..end, 0..d], x);
             let used = full.clone().slice([0..b, 0..h, 0..end, 0..d]);
             *slot = Some(full);
             used

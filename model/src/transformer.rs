@@ -299,17 +299,18 @@ impl Model {
 }
 
 /// Scaled dot-product attention with grouped-query heads; `mask` is additive `[b, 1, s, t]`.
+/// The `groups` query heads that share a key/value head are one batch entry of `groups x s` rows,
+/// so keys and values are never repeated per query head (at decode, that copy of the whole cache
+/// per layer and step was the larger part of the attention's memory traffic).
 fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups: usize, compute: FloatDType) -> Tensor<4> {
-    let [b, nkv, t, hd] = k.dims();
-    let (k, v) = if groups > 1 {
-        let repeat = |x: Tensor<4>| x.unsqueeze_dim::<5>(2).expand([b, nkv, groups, t, hd]).reshape([b, nkv * groups, t, hd]);
-        (repeat(k), repeat(v))
-    } else {
-        (k, v)
-    };
+    let [b, nh, s, hd] = q.dims();
+    let [_, nkv, t, _] = k.dims();
     let scale = 1.0 / (hd as f64).sqrt();
-    let scores = matmul_in(q, k.swap_dims(2, 3), compute) * scale + mask.clone();
-    matmul_in(softmax(scores, 3), v, compute)
+    // head h reads key/value head h / groups: [b, nh, s, hd] -> [b, nkv, groups * s, hd]
+    let q = q.reshape([b, nkv, groups * s, hd]);
+    let scores = matmul_in(q, k.swap_dims(2, 3), compute).reshape([b, nkv, groups, s, t]) * scale + mask.clone().unsqueeze_dim::<5>(1);
+    let probs = softmax(scores, 4).reshape([b, nkv, groups * s, t]);
+    matmul_in(probs, v, compute).reshape([b, nh, s, hd])
 }
 
 impl Model {

@@ -730,7 +730,7 @@ fn llama_bpe_tokenizer_from_metadata_equals_llama3_tokenizer_json() {
 fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize, stop_ids: &[u32]) -> Vec<u32> {
     let device = model.device();
     let (n, h, vocab) = (prompt.len(), model.config.hidden_size, model.config.vocab_size);
-    let mut cache = KvCache::new(&model.config, 1, n + max_new_tokens, &device);
+    let mut cache = KvCache::new(&model.config, 1, n + max_new_tokens, model.compute, &device);
     let mask = cache.prepare(&vec![true; n], n).unwrap();
     let positions: Vec<i64> = (0..n as i64).collect();
     let hidden = model.forward_hidden(prompt, &positions, 1, &mask, Some(&mut cache));

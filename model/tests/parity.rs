@@ -102,7 +102,7 @@ fn kv_cache_decode_reproduces_full_forward() {
         let (tokens, positions, valid, len) = left_pad(&prompts, 0);
         let b = prompts.len();
         let extra: Vec<u32> = vec![5, 17, 200, 3, 99];
-        let mut cache = KvCache::new(&model.config, b, len + extra.len(), &model.device());
+        let mut cache = KvCache::new(&model.config, b, len + extra.len(), model.compute, &model.device());
         let mask = cache.prepare(&valid, len).unwrap();
         let hidden = model.forward_hidden(&tokens, &positions, b, &mask, Some(&mut cache));
         let mut step_logits = vec![to_vec(model.logits(hidden.slice([0..b, len - 1..len, 0..h])))];

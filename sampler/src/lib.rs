@@ -84,7 +84,7 @@ pub fn sample_with(
 
     // Prefill each prompt once, then give each of its G completions a copy of its cache rows.
     let (tokens, positions, valid, len) = left_pad(prompts, 0);
-    let mut cache = KvCache::new(&model.config, prompts.len(), len + params.max_new_tokens, &device);
+    let mut cache = KvCache::new(&model.config, prompts.len(), len + params.max_new_tokens, model.compute, &device);
     let mask = cache.prepare(&valid, len)?;
     let hidden = model.forward_hidden(&tokens, &positions, prompts.len(), &mask, Some(&mut cache));
     let last = hidden.slice([0..prompts.len(), len - 1..len, 0..hidden_size]).reshape([prompts.len(), hidden_size]);
