@@ -43,10 +43,14 @@ impl AttentionMask {
     }
 
     /// Causal attention over cache slots: the new queries occupy slots `start..start + queries`,
-    /// `slot_valid` is `[batch, start + queries]` (false for padding slots).
+    /// `slot_valid` is `[batch, keys]` with `keys >= start + queries` (false for padding slots;
+    /// slots after a query's own are blocked whatever they hold).
     pub fn over_slots(slot_valid: &[bool], batch: usize, start: usize, queries: usize) -> Self {
-        let keys = start + queries;
-        assert_eq!(slot_valid.len(), batch * keys);
+        let keys = slot_valid.len() / batch;
+        assert!(
+            slot_valid.len() == batch * keys && keys >= start + queries,
+            "slot_valid must be [batch, keys >= start + queries]"
+        );
         let mut values = vec![BLOCKED; batch * queries * keys];
         for b in 0..batch {
             let valid = &slot_valid[b * keys..(b + 1) * keys];

@@ -2,6 +2,8 @@
 
 use burn::prelude::Device;
 
+pub use r1kit_gpu::is_cuda;
+
 use crate::error::{ModelError, Result};
 
 pub fn parse_device(name: &str) -> Result<Device> {

@@ -4,7 +4,7 @@
 //! shapes so that a GPU decode step can be captured as a graph.
 
 use burn::prelude::*;
-use burn::tensor::FloatDType;
+use burn::tensor::{FloatDType, IndexingUpdateOp};
 
 use crate::attention_mask::AttentionMask;
 use crate::config::ModelConfig;
@@ -62,6 +62,61 @@ impl KvCache {
         Ok(AttentionMask::over_slots(&visible, self.batch, self.len, queries))
     }
 
+    /// [`prepare`](Self::prepare) for one query per row whose mask spans the whole capacity: the
+    /// fixed-shape decode step ([`Model::decode_fixed`](crate::Model::decode_fixed)) attends over
+    /// every slot, and the mask blocks those not yet written. The step writes at slot
+    /// [`len`](Self::len); [`advance`](Self::advance) after it.
+    pub fn prepare_fixed(&mut self, new_valid: &[bool]) -> Result<AttentionMask> {
+        if self.len >= self.capacity {
+            return Err(ModelError::Invalid(format!(
+                "KV cache full: all {} slots used",
+                self.capacity
+            )));
+        }
+        for (b, &valid) in new_valid.iter().enumerate() {
+            self.slot_valid[b * self.capacity + self.len] = valid;
+        }
+        Ok(AttentionMask::over_slots(
+            &self.slot_valid,
+            self.batch,
+            self.len,
+            1,
+        ))
+    }
+
+    /// Writes this layer's new keys/values `[batch, kv_heads, 1, head_dim]` at the slot that
+    /// `slot` holds (`[batch, kv_heads, 1, head_dim]`, every entry the slot's index, on the device,
+    /// so the step's shapes and launches do not change with the slot) and returns the whole cache.
+    /// Written in place: the cache's buffers stay where a captured graph recorded them.
+    pub(crate) fn write_at(
+        &mut self,
+        layer: usize,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        slot: &Tensor<4, Int>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let write = |cache: &mut Option<Tensor<4>>, x: Tensor<4>| {
+            let full = cache.take().expect("cache layer present");
+            let x = x.cast(full.dtype());
+            let full = full.scatter(2, slot.clone(), x, IndexingUpdateOp::Assign);
+            *cache = Some(full.clone());
+            full
+        };
+        (
+            write(&mut self.keys[layer], k),
+            write(&mut self.values[layer], v),
+        )
+    }
+
+    /// The slot index tensor [`write_at`](Self::write_at) takes, for the slot of the next token.
+    pub fn slot_index(&self, config: &ModelConfig, device: &Device) -> Tensor<4, Int> {
+        let shape = [self.batch, config.num_kv_heads, 1, config.head_dim];
+        Tensor::from_data(
+            TensorData::new(vec![self.len as i64; shape.iter().product()], shape),
+            device,
+        )
+    }
+
     /// Writes this layer's new keys/values at the reserved slots and returns all slots in use.
     pub(crate) fn write_and_read(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [b, h, s, d] = k.dims();
@@ -77,7 +132,9 @@ impl KvCache {
         (write(&mut self.keys[layer], k), write(&mut self.values[layer], v))
     }
 
-    pub(crate) fn advance(&mut self, queries: usize) {
+    /// Marks `queries` more slots as written (the forward pass does it; after a fixed-shape step,
+    /// the caller).
+    pub fn advance(&mut self, queries: usize) {
         self.len += queries;
     }
 

@@ -17,11 +17,11 @@ pub mod tokenizer;
 pub mod transformer;
 
 pub use attention_mask::AttentionMask;
-pub use checkpoint::{load_model_dir, save_model_dir, SaveDtype};
+pub use checkpoint::{SaveDtype, load_model_dir, save_model_dir};
 pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
 pub use pretrained::load_pretrained;
-pub use transformer::{normal_tensor, Model};
+pub use transformer::{DecodeInputs, Model, normal_tensor, write_in_place, write_ints_in_place};
 
 pub use burn;

@@ -5,17 +5,17 @@
 //! optimizers and checkpoints handle one kind of tensor.
 
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::FloatDType;
+use burn::tensor::activation::{silu, softmax};
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::attention_mask::AttentionMask;
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 use crate::kv_cache::KvCache;
-use crate::rope::{inverse_frequencies, RopeTables};
+use crate::rope::{RopeTables, inverse_frequencies};
 
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -229,21 +229,55 @@ impl Model {
         positions: &[i64],
         batch: usize,
         mask: &AttentionMask,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let seq = tokens.len() / batch;
         let device = self.device();
-        let h = self.config.hidden_size;
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [batch * seq]), &device);
-        let mut x = self.embed_tokens.clone().select(0, ids).reshape([batch, seq, h]);
+        let ids = token_tensor(tokens, &device);
         let rope = RopeTables::new(&self.inv_freq, positions, batch, seq, &device);
         let mask = mask.to_tensor(&device);
-        for (index, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(layer, x, &rope, &mask, cache.as_deref_mut().map(|c| (c, index)));
-        }
-        if let Some(cache) = cache {
+        let mut cache = cache.map(CacheAccess::Append);
+        let hidden = self.forward_ids(ids, batch, &rope, &mask, cache.as_mut());
+        if let Some(CacheAccess::Append(cache)) = cache {
             cache.advance(seq);
+        }
+        hidden
+    }
+
+    /// One decode step whose shapes and kernel launches are the same at every step: logits
+    /// `[batch, vocab]` for one new token per row, read from `inputs` (device buffers refreshed in
+    /// place between steps), keys/values written in place at the slot that `inputs.slot` holds,
+    /// attention over the cache's whole capacity. Such a step can be captured as a CUDA graph once
+    /// and replayed (see the sampler). The cache is not advanced: the caller does it after the step.
+    pub fn decode_fixed(&self, inputs: &DecodeInputs, cache: &mut KvCache) -> Tensor<2> {
+        let [batch] = inputs.ids.dims();
+        let mut access = CacheAccess::Fixed(cache, &inputs.slot);
+        let hidden = self.forward_ids(
+            inputs.ids.clone(),
+            batch,
+            &inputs.rope,
+            &inputs.mask,
+            Some(&mut access),
+        );
+        self.logits_2d(hidden.reshape([batch, self.config.hidden_size]))
+    }
+
+    fn forward_ids(
+        &self,
+        ids: Tensor<1, Int>,
+        batch: usize,
+        rope: &RopeTables,
+        mask: &Tensor<4>,
+        mut cache: Option<&mut CacheAccess>,
+    ) -> Tensor<3> {
+        let [n] = ids.dims();
+        let mut x = self.embed_tokens.clone().select(0, ids).reshape([
+            batch,
+            n / batch,
+            self.config.hidden_size,
+        ]);
+        for (index, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(layer, x, rope, mask, cache.as_deref_mut().map(|c| (c, index)));
         }
         rms_norm(x, &self.final_norm, self.config.rms_norm_eps)
     }
@@ -254,7 +288,7 @@ impl Model {
         x: Tensor<3>,
         rope: &RopeTables,
         mask: &Tensor<4>,
-        cache: Option<(&mut KvCache, usize)>,
+        cache: Option<(&mut CacheAccess, usize)>,
     ) -> Tensor<3> {
         let c = &self.config;
         let [b, s, _] = x.dims();
@@ -273,7 +307,8 @@ impl Model {
         let k = heads(layer.k_proj.forward(hx.clone(), m), nkv, &layer.k_norm);
         let v = layer.v_proj.forward(hx, m).reshape([b, s, nkv, hd]).swap_dims(1, 2);
         let (k, v) = match cache {
-            Some((cache, index)) => cache.write_and_read(index, k, v),
+            Some((CacheAccess::Append(cache), index)) => cache.write_and_read(index, k, v),
+            Some((CacheAccess::Fixed(cache, slot), index)) => cache.write_at(index, k, v, slot),
             None => (k, v),
         };
         let attn = attention(q, k, v, mask, nh / nkv, m); // [b, nh, s, hd]
@@ -296,6 +331,73 @@ impl Model {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         matmul_in(hidden, head.clone().transpose(), self.compute)
     }
+}
+
+/// How a forward pass uses the KV cache.
+enum CacheAccess<'a> {
+    /// Append at the next slots and attend over the slots in use (prefill, eager decode).
+    Append(&'a mut KvCache),
+    /// Write at the slot a device tensor holds and attend over the whole capacity (fixed shapes).
+    Fixed(&'a mut KvCache, &'a Tensor<4, Int>),
+}
+
+/// The inputs of [`Model::decode_fixed`], on the device. Each step builds fresh ones on the host
+/// and [`refresh`](Self::refresh)es the first step's buffers with them, in place, because a
+/// captured graph reads the buffers it was recorded with.
+pub struct DecodeInputs {
+    /// `[batch]` the token of each row.
+    pub ids: Tensor<1, Int>,
+    pub rope: RopeTables,
+    /// `[batch, 1, 1, capacity]`, from [`KvCache::prepare_fixed`].
+    pub mask: Tensor<4>,
+    /// From [`KvCache::slot_index`].
+    pub slot: Tensor<4, Int>,
+}
+
+impl DecodeInputs {
+    /// One token and position per row; `mask` and `slot` from the cache for this step.
+    pub fn new(
+        model: &Model,
+        tokens: &[u32],
+        positions: &[i64],
+        mask: &AttentionMask,
+        cache: &KvCache,
+    ) -> DecodeInputs {
+        let device = model.device();
+        DecodeInputs {
+            ids: token_tensor(tokens, &device),
+            rope: RopeTables::new(&model.inv_freq, positions, tokens.len(), 1, &device),
+            mask: mask.to_tensor(&device),
+            slot: cache.slot_index(&model.config, &device),
+        }
+    }
+
+    /// Copies `fresh` into these buffers (a copy kernel each, in place: nothing else holds them).
+    pub fn refresh(&mut self, fresh: DecodeInputs) {
+        write_ints_in_place(&mut self.ids, fresh.ids);
+        write_in_place(&mut self.rope.cos, fresh.rope.cos);
+        write_in_place(&mut self.rope.sin, fresh.rope.sin);
+        write_in_place(&mut self.mask, fresh.mask);
+        write_ints_in_place(&mut self.slot, fresh.slot);
+    }
+}
+
+/// Copies `fresh` into `buffer`'s memory (burn's slice-assign writes in place when the handle is
+/// the buffer's only one), so that a captured graph that reads `buffer` sees the new values.
+pub fn write_in_place<const D: usize>(buffer: &mut Tensor<D>, fresh: Tensor<D>) {
+    let ranges = buffer.dims().map(|n| 0..n);
+    buffer.inplace(|b| b.slice_assign(ranges, fresh));
+}
+
+/// [`write_in_place`] for integer tensors.
+pub fn write_ints_in_place<const D: usize>(buffer: &mut Tensor<D, Int>, fresh: Tensor<D, Int>) {
+    let ranges = buffer.dims().map(|n| 0..n);
+    buffer.inplace(|b| b.slice_assign(ranges, fresh));
+}
+
+fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [tokens.len()]), device)
 }
 
 /// Scaled dot-product attention with grouped-query heads; `mask` is additive `[b, 1, s, t]`.

@@ -92,21 +92,21 @@ pub fn processed_logits(logits: Tensor<2>, params: &SamplingParams, seen: Option
 /// in (0, 1) per row). Returns the ids `[rows, 1]` and their log-probabilities under the sampling
 /// distribution `[rows, 1]`.
 pub fn choose(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32]) -> (Tensor<2, Int>, Tensor<2>) {
-    choose_in_blocks(processed, params, uniforms, DRAW_BLOCK)
+    let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [uniforms.len(), 1]), &processed.device());
+    choose_at(processed, params, u, DRAW_BLOCK)
 }
 
 /// Tokens per block of the two-level inverse CDF: about the square root of a 150k vocabulary, so
 /// both prefix sums stay short (burn-cubecl's cumsum costs the square of its length per row).
 pub const DRAW_BLOCK: usize = 512;
 
-/// [`choose`] with the vocabulary cut into blocks of `block` tokens for the draw.
-pub fn choose_in_blocks(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32], block: usize) -> (Tensor<2, Int>, Tensor<2>) {
+/// [`choose`] with the uniform numbers `u` `[rows, 1]` already on the device (a captured decode
+/// step reads them from a buffer) and the vocabulary cut into blocks of `block` tokens for the draw.
+pub fn choose_at(processed: Tensor<2>, params: &SamplingParams, u: Tensor<2>, block: usize) -> (Tensor<2, Int>, Tensor<2>) {
     let logp = log_softmax(processed, 1);
     let ids = if params.temperature == 0.0 {
         logp.clone().argmax(1)
     } else {
-        let [rows, _] = logp.dims();
-        let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [rows, 1]), &logp.device());
         inverse_cdf(logp.clone().exp(), u, block)
     };
     let chosen = logp.gather(1, ids.clone());

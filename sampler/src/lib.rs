@@ -5,14 +5,17 @@
 //! device (see [`filters`]) and reads back only the chosen ids and their log-probabilities. Rows
 //! that finish are compacted away once half the batch is done, so they stop costing work.
 
+pub mod check;
 pub mod filters;
 pub mod params;
 pub mod rng;
 
 use r1kit_model::burn::prelude::*;
+use r1kit_model::burn::tensor::Graph;
 use r1kit_model::generate::left_pad;
 use r1kit_model::tokenizer::Tokenizer;
-use r1kit_model::{KvCache, Model};
+use r1kit_model::{DecodeInputs, KvCache, Model, write_in_place};
+use std::cell::RefCell;
 
 pub use params::{Completion, FinishReason, SamplingParams};
 use rng::StreamRng;
@@ -58,6 +61,48 @@ pub fn sample_with(
     group: usize,
     params: &SamplingParams,
 ) -> Result<Vec<Completion>, SamplerError> {
+    sample_in_mode(
+        model,
+        tokenizer,
+        prompts,
+        group,
+        params,
+        DecodeMode::for_device(&model.device()),
+    )
+}
+
+/// How the decode steps after the prefill run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeMode {
+    /// Op by op, attending over the cache slots in use.
+    Eager,
+    /// At fixed shapes ([`Model::decode_fixed`]), captured once per batch size as a CUDA graph
+    /// and replayed: one launch per step instead of a thousand. Where the device has no graphs
+    /// the same step is re-run op by op. The repetition penalty (a `[rows, vocab]` host mask per
+    /// step) falls back to [`Eager`](Self::Eager).
+    Graph,
+}
+
+impl DecodeMode {
+    /// Graphs on CUDA, eager elsewhere (a CPU step gains nothing from fixed shapes).
+    pub fn for_device(device: &Device) -> DecodeMode {
+        if r1kit_model::device::is_cuda(device) {
+            DecodeMode::Graph
+        } else {
+            DecodeMode::Eager
+        }
+    }
+}
+
+/// [`sample_with`] with the decode mode chosen by the caller.
+pub fn sample_in_mode(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompts: &[Vec<u32>],
+    group: usize,
+    params: &SamplingParams,
+    mode: DecodeMode,
+) -> Result<Vec<Completion>, SamplerError> {
     params.validate().map_err(SamplerError::Params)?;
     if tokenizer.is_none() && !params.stop_strings.is_empty() {
         return Err(SamplerError::Params("stop strings need a tokenizer".into()));
@@ -90,7 +135,7 @@ pub fn sample_with(
     let last = hidden.slice([0..prompts.len(), len - 1..len, 0..hidden_size]).reshape([prompts.len(), hidden_size]);
     let expand: Vec<usize> = (0..out.len()).map(|c| c / group).collect();
     cache.select_rows(&expand);
-    let mut logits = model.logits_2d(last).select(0, int_tensor(&expand, &device));
+    let logits = model.logits_2d(last).select(0, int_tensor(&expand, &device));
 
     let mut rows: Vec<Row> = (0..out.len())
         .map(|c| Row {
@@ -101,12 +146,83 @@ pub fn sample_with(
         })
         .collect();
     let penalize = params.repetition_penalty != 1.0;
+    let graph_mode = mode == DecodeMode::Graph && !penalize;
+
+    // What the captured step reads and writes, declared before the graph that borrows them.
+    let cache = RefCell::new(cache);
+    let inputs: RefCell<Option<DecodeInputs>> = RefCell::new(None);
+    let uniforms_buffer: RefCell<Option<Tensor<2>>> = RefCell::new(None);
+    let fixed_step = || {
+        let inputs = inputs.borrow();
+        let logits = model.decode_fixed(
+            inputs.as_ref().expect("inputs set before the step"),
+            &mut cache.borrow_mut(),
+        );
+        let processed = filters::processed_logits(logits, params, None);
+        filters::choose_at(
+            processed,
+            params,
+            uniforms_buffer
+                .borrow()
+                .clone()
+                .expect("uniforms set before the step"),
+            filters::DRAW_BLOCK,
+        )
+    };
+    let mut graph: Option<Graph<_, _>> = None;
+    // The next step's work: logits to choose from (prefill, eager), or fixed-step inputs.
+    let mut pending = Pending::Logits(logits);
 
     for step in 0..params.max_new_tokens {
-        let seen = penalize.then(|| seen_mask(prompts, group, &out, &rows, vocab, &device));
-        let processed = filters::processed_logits(logits, params, seen.as_ref());
         let uniforms: Vec<f32> = rows.iter_mut().map(|r| r.rng.uniform_open()).collect();
-        let (ids, chosen) = filters::choose(processed, params, &uniforms);
+        let (ids, chosen) = match pending {
+            Pending::Logits(logits) => {
+                let seen = penalize.then(|| seen_mask(prompts, group, &out, &rows, vocab, &device));
+                let processed = filters::processed_logits(logits, params, seen.as_ref());
+                filters::choose(processed, params, &uniforms)
+            }
+            Pending::Fixed(fresh) => {
+                let u = Tensor::<2>::from_data(TensorData::new(uniforms, [rows.len(), 1]), &device);
+                let result = match graph.as_mut() {
+                    None => {
+                        *inputs.borrow_mut() = Some(fresh);
+                        *uniforms_buffer.borrow_mut() = Some(u);
+                        // Capturing runs the step a few times (warm-up) and records it; every run
+                        // writes the same keys/values at the same slot, so the repeats are harmless.
+                        let g = graph.insert(r1kit_model::burn::tensor::capture(
+                            &device,
+                            fixed_step.clone(),
+                        ));
+                        if g.is_hardware() {
+                            // the recorded launches have not run yet
+                            unsafe { g.replay() }.clone()
+                        } else {
+                            g.output().clone()
+                        }
+                    }
+                    Some(g) => {
+                        inputs
+                            .borrow_mut()
+                            .as_mut()
+                            .expect("inputs of the captured step")
+                            .refresh(fresh);
+                        write_in_place(
+                            uniforms_buffer
+                                .borrow_mut()
+                                .as_mut()
+                                .expect("uniforms of the captured step"),
+                            u,
+                        );
+                        // Safety: the graph reads the model's weights, the cache and the two input
+                        // buffers, all alive and unmoved until the graph is dropped; everything
+                        // runs on this thread's stream, and the read-back below waits for it.
+                        unsafe { g.replay() }.clone()
+                    }
+                };
+                cache.borrow_mut().advance(1);
+                result
+            }
+        };
         let ids = read_back::<i64>(ids.into_data())?;
         let logprobs = read_back::<f32>(chosen.into_data())?;
         for (r, row) in rows.iter_mut().enumerate().filter(|(_, row)| !row.finished) {
@@ -123,19 +239,32 @@ pub fn sample_with(
             break;
         }
         let mut next: Vec<u32> = rows.iter().map(|r| *out[r.completion].tokens.last().expect("one token per step")).collect();
-        // Drop finished rows once they are half the batch (each compaction copies the cache).
+        // Drop finished rows once they are half the batch (each compaction copies the cache, and a
+        // captured step is captured again for the new batch size).
         let done = rows.iter().filter(|r| r.finished).count();
         if 2 * done >= rows.len() {
             let keep: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].finished).collect();
-            cache.select_rows(&keep);
+            graph = None;
+            *inputs.borrow_mut() = None;
+            *uniforms_buffer.borrow_mut() = None;
+            cache.borrow_mut().select_rows(&keep);
             next = keep.iter().map(|&r| next[r]).collect();
             rows.retain(|r| !r.finished);
         }
         let positions: Vec<i64> = rows.iter().map(|r| (r.prompt_len + step) as i64).collect();
-        let mask = cache.prepare(&vec![true; rows.len()], 1)?;
-        let hidden = model.forward_hidden(&next, &positions, rows.len(), &mask, Some(&mut cache));
-        logits = model.logits_2d(hidden.reshape([rows.len(), hidden_size]));
+        let valid = vec![true; rows.len()];
+        let mut cache = cache.borrow_mut();
+        pending = if graph_mode {
+            let mask = cache.prepare_fixed(&valid)?;
+            Pending::Fixed(DecodeInputs::new(model, &next, &positions, &mask, &cache))
+        } else {
+            let mask = cache.prepare(&valid, 1)?;
+            let hidden =
+                model.forward_hidden(&next, &positions, rows.len(), &mask, Some(&mut cache));
+            Pending::Logits(model.logits_2d(hidden.reshape([rows.len(), hidden_size])))
+        };
     }
+    drop(graph);
     if let Some(tokenizer) = tokenizer {
         for completion in &mut out {
             let text = tokenizer.decode(&completion.tokens, true).map_err(|e| SamplerError::Decode(e.to_string()))?;
@@ -143,6 +272,14 @@ pub fn sample_with(
         }
     }
     Ok(out)
+}
+
+/// What the next decode step starts from.
+enum Pending {
+    /// Logits of the last tokens (after the prefill, or an eager step).
+    Logits(Tensor<2>),
+    /// The fixed-shape step's inputs for the last tokens.
+    Fixed(DecodeInputs),
 }
 
 fn read_back<E: r1kit_model::burn::tensor::Element>(data: TensorData) -> Result<Vec<E>, SamplerError> {
