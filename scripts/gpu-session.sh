@@ -36,7 +36,8 @@ for p in $parts; do
     parity)
       part parity-f32 120 $r1kit check parity --device cuda
       part parity-bf16 90 $r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
-      part sft-step 90 $r1kit check sft-step --device cuda ;;
+      part sft-step 90 $r1kit check sft-step --device cuda
+      part decode-graph 120 $r1kit check decode-graph --device cuda ;;
     gemm)
       part gemm 220 $r1kit bench gemm --device cuda --out "$out/gemm.json"
       part gemm-torch 90 python3 gpu/bench_gemm_torch.py ;;
@@ -55,7 +56,8 @@ for p in $parts; do
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"
       with_memory $p-torch 300 python3 scripts/bench_rollout_torch.py --shape $shape $args --out "$out/$p-torch.json"
-      with_memory $p-bf16 500 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --warmup 1 --out "$out/$p-bf16.json" ;;
+      with_memory $p-bf16 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --warmup 1 --out "$out/$p-bf16.json"
+      with_memory $p-bf16-eager 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --mode eager --out "$out/$p-bf16-eager.json" ;;
     *) echo "unknown part $p" ;;
   esac
 done
