@@ -17,6 +17,7 @@ pub mod check;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod layout;
+pub mod logprobs;
 mod matmul;
 
 pub use matmul::{Gemm, matmul, matmul_through_op};

@@ -1,5 +1,7 @@
 //! Token log-probabilities computed in row chunks, so that a 150k vocabulary never materializes
-//! `[batch, seq, vocab]` logits at once.
+//! `[batch, seq, vocab]` logits at once. On a CUDA autodiff device the chunks run inside one op
+//! (`r1kit_gpu::logprobs`) whose backward pass recomputes them, so no chunk's logits are kept
+//! for it either.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -30,6 +32,11 @@ fn chunked(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize,
     let device = hidden.device();
     let flat = hidden.reshape([n, h]);
     let chunk_rows = chunk_rows.max(1);
+    // On a CUDA autodiff device: one op that keeps no chunk's logits for the backward pass.
+    let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
+    if let Some((logp, entropy)) = r1kit_gpu::logprobs::token_logprobs(&flat, head, targets, model.compute, chunk_rows, with_entropy) {
+        return (logp.reshape([b, s]), entropy.map(|e| e.reshape([b, s])));
+    }
     let (mut logps, mut entropies) = (Vec::new(), Vec::new());
     for start in (0..n).step_by(chunk_rows) {
         let end = (start + chunk_rows).min(n);
