@@ -219,6 +219,24 @@ impl Model {
         self.embed_tokens.device()
     }
 
+    /// For rollouts: the same model with every projection's weight and the LM head already in the
+    /// compute dtype, i.e. cast once instead of at every decode step (the products would cast them
+    /// to the same values). The head is untied (`lm_head` set); not for training or saving.
+    pub fn for_decoding(&self) -> Model {
+        let mut model = self.clone();
+        if self.compute == FloatDType::F32 {
+            return model;
+        }
+        let compute = self.compute;
+        for layer in &mut model.layers {
+            for linear in [&mut layer.q_proj, &mut layer.k_proj, &mut layer.v_proj, &mut layer.o_proj, &mut layer.gate_proj, &mut layer.up_proj, &mut layer.down_proj] {
+                linear.weight = linear.weight.clone().detach().cast(compute);
+            }
+        }
+        model.lm_head = Some(self.lm_head.as_ref().unwrap_or(&self.embed_tokens).clone().detach().cast(compute));
+        model
+    }
+
     /// Hidden states after the final norm, `[batch, seq, hidden]`.
     ///
     /// `tokens` and `positions` are row-major `[batch, seq]`; the mask says which key each query

@@ -80,7 +80,9 @@ pub fn processed_logits(logits: Tensor<2>, params: &SamplingParams, seen: Option
         x = repetition_penalty(x, seen, params.repetition_penalty);
     }
     if params.temperature > 0.0 {
-        x = x / params.temperature;
+        if params.temperature != 1.0 {
+            x = x / params.temperature;
+        }
         x = top_k(x, params.top_k);
         x = top_p(x, params.top_p);
         x = min_p(x, params.min_p);

@@ -123,6 +123,8 @@ pub fn sample_in_mode(
     if out.is_empty() || params.max_new_tokens == 0 {
         return Ok(out);
     }
+    let decoding = model.for_decoding();
+    let model = &decoding;
     let device = model.device();
     let vocab = model.config.vocab_size;
     let hidden_size = model.config.hidden_size;
