@@ -16,9 +16,11 @@ pub mod bench;
 pub mod check;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod attention;
 pub mod layout;
 pub mod logprobs;
 mod matmul;
+mod primitive;
 
 pub use matmul::{Gemm, matmul, matmul_through_op};
 

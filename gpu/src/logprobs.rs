@@ -19,6 +19,7 @@ use burn::prelude::{Int, Tensor, TensorData};
 use burn::tensor::{FloatDType, IndexingUpdateOp};
 
 use crate::matmul::{matmul, Gemm};
+use crate::primitive::{inner, primitive};
 
 /// log p(target) per row `[n]` and, when asked, the entropy per row `[n]` (not tracked):
 /// `hidden` `[n, h]`, `head` `[vocab, h]`, products in `compute` with f32 results. `None` unless
@@ -202,20 +203,6 @@ fn chunks(n: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
 
 fn target_ids(ids: &[i64], device: &burn::prelude::Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(ids.to_vec(), [ids.len(), 1]), device)
-}
-
-fn inner<B: Gemm, const D: usize>(p: FloatTensor<B>) -> Tensor<D>
-where
-    DispatchTensor: DispatchKindConversion<B>,
-{
-    Tensor::from_primitive::<B>(p)
-}
-
-fn primitive<B: Gemm, const D: usize>(t: Tensor<D>) -> FloatTensor<B>
-where
-    DispatchTensor: DispatchKindConversion<B>,
-{
-    t.try_into_primitive::<B>().unwrap_or_else(|_| unreachable!("computed on the inner backend"))
 }
 
 #[cfg(test)]

@@ -423,6 +423,10 @@ fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
 /// so keys and values are never repeated per query head (at decode, that copy of the whole cache
 /// per layer and step was the larger part of the attention's memory traffic).
 fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups: usize, compute: FloatDType) -> Tensor<4> {
+    // On a CUDA autodiff device (training): one op that keeps no S x S scores for the backward pass.
+    if let Some(out) = r1kit_gpu::attention::attention(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
+        return out;
+    }
     let [b, nh, s, hd] = q.dims();
     let [_, nkv, t, _] = k.dims();
     let scale = 1.0 / (hd as f64).sqrt();

@@ -1,0 +1,291 @@
+//! Training attention that never keeps the `S x S` scores: one autodiff op that runs the queries in
+//! chunks, keeps only the output and each row's log-sum-exp, and recomputes a chunk's scores in the
+//! backward pass (FlashAttention's recomputation, in chunks of burn ops and cuBLASLt products
+//! rather than one kernel). With grouped-query heads, the `groups` query heads that share a
+//! key/value head are one batch entry, so keys and values are never repeated.
+//!
+//! Forward per chunk: S = Q K^T * scale + mask, P = softmax(S), O = P V.
+//! Backward per chunk: dP = dO V^T, dS = P (dP - rowsum(dO O)), dQ = dS K * scale,
+//! dK += dS^T Q * scale, dV += P^T dO.
+//!
+//! Generic over the backend's product ([`Gemm`]): on a CUDA autodiff device [`attention`] takes
+//! it, and the CPU tests run it on flex ([`attention_through_op`]).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor};
+use burn::prelude::Tensor;
+use burn::tensor::FloatDType;
+
+use crate::matmul::{matmul, Gemm};
+use crate::primitive::{inner, primitive};
+
+/// Query positions per chunk: a chunk's scores are `[batch, kv_heads, groups * 512, keys]` f32.
+pub const QUERY_CHUNK: usize = 512;
+
+/// Scaled dot-product attention `[b, heads, s, hd]` of `q` `[b, heads, s, hd]` over `k`, `v`
+/// `[b, kv_heads, t, hd]` with an additive `mask` `[b, 1, s, t]`, products in `compute`, softmax in
+/// f32. `None` unless the tensors are on a CUDA autodiff device.
+pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
+    #[cfg(feature = "cuda")]
+    {
+        through_op::<burn::backend::Cube>(q, k, v, mask, compute, chunk)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (q, k, v, mask, compute, chunk);
+        None
+    }
+}
+
+/// [`attention`] through the op on flex, for the CPU tests.
+#[doc(hidden)]
+pub fn attention_through_op(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
+    through_op::<burn::backend::Flex>(q, k, v, mask, compute, chunk)
+}
+
+fn through_op<B: Gemm>(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>>
+where
+    DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
+{
+    let to_autodiff = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<B>>().ok();
+    let (q, k, v, mask) = (to_autodiff(q)?, to_autodiff(k)?, to_autodiff(v)?, to_autodiff(mask)?);
+    let shape = Shape { compute, chunk: chunk.max(1) };
+    Some(Tensor::from_primitive::<Autodiff<B>>(autodiff_attention::<B, NoCheckpointing>(q, k, v, mask.primitive().clone(), shape)))
+}
+
+/// The op's settings.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    compute: FloatDType,
+    chunk: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Saved<B: Gemm> {
+    q: NodeId,
+    k: NodeId,
+    v: NodeId,
+    mask: FloatTensor<B>,
+    /// `[b, kv_heads, groups, s, hd]` the output, for rowsum(dO O).
+    output: FloatTensor<B>,
+    /// `[b, kv_heads, groups, s, 1]`
+    lse: FloatTensor<B>,
+    shape: Shape,
+}
+
+/// The dimensions of one call: `b`, kv heads, groups, queries, keys, head dim.
+struct Dims {
+    b: usize,
+    nkv: usize,
+    groups: usize,
+    s: usize,
+    t: usize,
+    hd: usize,
+}
+
+impl Dims {
+    fn of(q: &Tensor<4>, k: &Tensor<4>) -> Dims {
+        let [b, nh, s, hd] = q.dims();
+        let [_, nkv, t, _] = k.dims();
+        Dims { b, nkv, groups: nh / nkv, s, t, hd }
+    }
+    fn scale(&self) -> f64 {
+        1.0 / (self.hd as f64).sqrt()
+    }
+    fn chunks(&self, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+        let s = self.s;
+        (0..s).step_by(rows).map(move |i| (i, (i + rows).min(s)))
+    }
+    /// Rows `i0..i1` of every group of a `[b, nkv, groups, s, x]` tensor, as `[b, nkv, groups * c, x]`.
+    fn rows(&self, t: &Tensor<5>, i0: usize, i1: usize) -> Tensor<4> {
+        let [b, nkv, g, _, x] = t.dims();
+        t.clone().slice([0..b, 0..nkv, 0..g, i0..i1, 0..x]).reshape([b, nkv, g * (i1 - i0), x])
+    }
+}
+
+/// Scores of query rows `i0..i1` as probabilities' logits: `[b, nkv, groups, c, t]` f32.
+fn chunk_scores(d: &Dims, q_c: Tensor<4>, k_c: &Tensor<4>, mask: &Tensor<4>, i0: usize, i1: usize) -> Tensor<5> {
+    let c = i1 - i0;
+    let s = matmul(q_c, k_c.clone().swap_dims(2, 3)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.t]);
+    let m = mask.clone().slice([0..d.b, 0..1, i0..i1, 0..d.t]).unsqueeze_dim::<5>(1);
+    s * d.scale() + m
+}
+
+/// Output `[b, kv_heads, groups, s, hd]` and log-sum-exp `[b, kv_heads, groups, s, 1]`.
+fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, shape: Shape) -> (Tensor<5>, Tensor<5>) {
+    let d = Dims::of(&q, &k);
+    let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(shape.compute);
+    let (k_c, v_c) = (k.cast(shape.compute), v.cast(shape.compute));
+    let (mut outputs, mut lses) = (Vec::new(), Vec::new());
+    for (i0, i1) in d.chunks(shape.chunk) {
+        let c = i1 - i0;
+        let scores = chunk_scores(&d, d.rows(&qg, i0, i1), &k_c, mask, i0, i1);
+        let max = scores.clone().max_dim(4);
+        let exp = (scores - max.clone()).exp();
+        let sum = exp.clone().sum_dim(4);
+        let p = (exp / sum.clone()).reshape([d.b, d.nkv, d.groups * c, d.t]).cast(shape.compute);
+        outputs.push(matmul(p, v_c.clone()).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
+        lses.push(max + sum.log());
+    }
+    (Tensor::cat(outputs, 3), Tensor::cat(lses, 3))
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: Gemm> Backward<B, 3> for AttentionBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    type State = Saved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let saved = ops.state;
+        let shape = saved.shape;
+        let q = inner::<B, 4>(checkpointer.retrieve_node_output(saved.q));
+        let k = inner::<B, 4>(checkpointer.retrieve_node_output(saved.k));
+        let v = inner::<B, 4>(checkpointer.retrieve_node_output(saved.v));
+        let (mask, output, lse) = (inner::<B, 4>(saved.mask), inner::<B, 5>(saved.output), inner::<B, 5>(saved.lse));
+        let d = Dims::of(&q, &k);
+        let grad = inner::<B, 4>(grads.consume::<B>(&ops.node)).reshape([d.b, d.nkv, d.groups, d.s, d.hd]);
+        let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(shape.compute);
+        let (k_c, v_c) = (k.cast(shape.compute), v.cast(shape.compute));
+        let mut dq = Vec::new();
+        let (mut dk, mut dv): (Option<Tensor<4>>, Option<Tensor<4>>) = (None, None);
+        let add = |acc: Option<Tensor<4>>, x: Tensor<4>| Some(acc.map_or(x.clone(), |a| a + x));
+        for (i0, i1) in d.chunks(shape.chunk) {
+            let c = i1 - i0;
+            let q_c = d.rows(&qg, i0, i1);
+            let lse_c = lse.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..1]);
+            let p = (chunk_scores(&d, q_c.clone(), &k_c, &mask, i0, i1) - lse_c).exp();
+            let do_c = grad.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..d.hd]);
+            let o_c = output.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..d.hd]);
+            let row_dot = (do_c.clone() * o_c).sum_dim(4);
+            let do_flat = do_c.reshape([d.b, d.nkv, d.groups * c, d.hd]).cast(shape.compute);
+            let dp = matmul(do_flat.clone(), v_c.clone().swap_dims(2, 3)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.t]);
+            let ds = ((dp - row_dot) * p.clone() * d.scale()).reshape([d.b, d.nkv, d.groups * c, d.t]).cast(shape.compute);
+            let p = p.reshape([d.b, d.nkv, d.groups * c, d.t]).cast(shape.compute);
+            dq.push(matmul(ds.clone(), k_c.clone()).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
+            dk = add(dk, matmul(ds.swap_dims(2, 3), q_c).cast(FloatDType::F32));
+            dv = add(dv, matmul(p.swap_dims(2, 3), do_flat).cast(FloatDType::F32));
+        }
+        let [q_parent, k_parent, v_parent] = ops.parents;
+        if let Some(node) = q_parent {
+            let dq = Tensor::cat(dq, 3).reshape([d.b, d.nkv * d.groups, d.s, d.hd]);
+            grads.register::<B>(node.id, primitive::<B, 4>(dq));
+        }
+        if let (Some(node), Some(dk)) = (k_parent, dk) {
+            grads.register::<B>(node.id, primitive::<B, 4>(dk));
+        }
+        if let (Some(node), Some(dv)) = (v_parent, dv) {
+            grads.register::<B>(node.id, primitive::<B, 4>(dv));
+        }
+    }
+}
+
+fn autodiff_attention<B: Gemm, C: CheckpointStrategy>(
+    q: FloatTensor<Autodiff<B, C>>,
+    k: FloatTensor<Autodiff<B, C>>,
+    v: FloatTensor<Autodiff<B, C>>,
+    mask: FloatTensor<B>,
+    shape: Shape,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    let (qi, ki) = (inner::<B, 4>(q.primitive().clone()), inner::<B, 4>(k.primitive().clone()));
+    let d = Dims::of(&qi, &ki);
+    let (output, lse) = forward(qi, ki, inner::<B, 4>(v.primitive().clone()), &inner::<B, 4>(mask.clone()), shape);
+    let result = primitive::<B, 4>(output.clone().reshape([d.b, d.nkv * d.groups, d.s, d.hd]));
+    match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(mut prep) => {
+            let saved = Saved::<B> {
+                q: prep.checkpoint(&q),
+                k: prep.checkpoint(&k),
+                v: prep.checkpoint(&v),
+                mask,
+                output: primitive::<B, 5>(output),
+                lse: primitive::<B, 5>(lse),
+                shape,
+            };
+            prep.finish(saved, result)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(result),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::prelude::{Device, TensorData};
+    use burn::tensor::activation::softmax;
+
+    fn random(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+        let values = crate::check::Rng::new(seed).normals(shape.iter().product(), 1.0);
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// The output and the gradients of q, k, v under `sum(w ⊙ out)`, through the op or as burn's
+    /// graph (the model's attention before the op: grouped heads, additive mask, softmax in f32).
+    fn run(use_op: bool, compute: FloatDType, chunk: usize) -> [TensorData; 4] {
+        let device = Device::default().autodiff();
+        let (b, nh, nkv, s, hd) = (2, 6, 2, 7, 4);
+        let q = random([b, nh, s, hd], 1, &device).require_grad();
+        let k = random([b, nkv, s, hd], 2, &device).require_grad();
+        let v = random([b, nkv, s, hd], 3, &device).require_grad();
+        let w = random([b, nh, s, hd], 4, &device);
+        // causal, with the first two positions of the second row padding (blocked as keys)
+        let mut m = vec![0f32; b * s * s];
+        for r in 0..b {
+            for i in 0..s {
+                for j in 0..s {
+                    if j > i || (r == 1 && j < 2 && j != i) {
+                        m[(r * s + i) * s + j] = -1e30;
+                    }
+                }
+            }
+        }
+        let mask = Tensor::<4>::from_data(TensorData::new(m, [b, 1, s, s]), &device);
+        let out = if use_op {
+            attention_through_op(&q, &k, &v, &mask, compute, chunk).expect("flex tensors")
+        } else {
+            let groups = nh / nkv;
+            let qg = q.clone().reshape([b, nkv, groups * s, hd]).cast(compute);
+            let scores = qg.matmul(k.clone().cast(compute).swap_dims(2, 3)).cast(FloatDType::F32).reshape([b, nkv, groups, s, s]);
+            let scores = scores * (1.0 / (hd as f64).sqrt()) + mask.clone().unsqueeze_dim::<5>(1);
+            let p = softmax(scores, 4).reshape([b, nkv, groups * s, s]).cast(compute);
+            p.matmul(v.clone().cast(compute)).cast(FloatDType::F32).reshape([b, nh, s, hd])
+        };
+        let grads = (out.clone() * w).sum().backward();
+        [out.into_data(), q.grad(&grads).unwrap().into_data(), k.grad(&grads).unwrap().into_data(), v.grad(&grads).unwrap().into_data()]
+    }
+
+    #[test]
+    fn the_op_gives_the_graphs_output_and_gradients() {
+        for (compute, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 5e-2)] {
+            let reference = run(false, compute, 1);
+            for chunk in [1, 3, 7, 64] {
+                let ours = run(true, compute, chunk);
+                for (what, (o, r)) in ["output", "dq", "dk", "dv"].iter().zip(ours.iter().zip(&reference)) {
+                    assert_eq!(o.shape(), r.shape(), "{what}");
+                    let (o, r) = (o.try_to_vec::<f32>().unwrap(), r.try_to_vec::<f32>().unwrap());
+                    let worst = o.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    assert!(worst <= tol, "{what}, {compute:?}, chunks of {chunk}: off by {worst}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_autodiff_there_is_no_op() {
+        let device = Device::default();
+        let x = random([1, 2, 3, 4], 5, &device);
+        let mask = Tensor::<4>::zeros([1, 1, 3, 3], &device);
+        assert!(attention_through_op(&x, &x, &x, &mask, FloatDType::F32, 2).is_none());
+    }
+}
