@@ -3,7 +3,8 @@
 # (a device call returns at most 8 files). Needs the carried
 # .gpu/ folder from scripts/build-cuda.sh. PyTorch references run in the same call, so figures
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
-#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro rollout rollout-1.5b
+# EAGER=0 skips the rollout parts' eager-decode run.
+#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-8k rollout rollout-1.5b
 #                                          (default: info parity gemm train)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,12 +53,15 @@ for p in $parts; do
         with_memory train-0.5b-bf16-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --out "$out/train-0.5b-bf16-mb$mb.json"
       done
       with_memory train-1.5b-bf16-mb2 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 2 --compute bf16 --out "$out/train-1.5b-bf16-mb2.json" ;;
+    train-8k) # goal 3: one 1.5B-shape sequence of 8,192 tokens (the attention keeps no S x S scores)
+      with_memory train-torch-1.5b-8k 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 1 --seq 8192 --out "$out/train-torch-1.5b-8k.json"
+      with_memory train-1.5b-8k-bf16 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 1 --seq 8192 --compute bf16 --out "$out/train-1.5b-8k-bf16.json" ;;
     rollout|rollout-1.5b) # issue 13's setting: 64 prompts x G 8, 256 prompt + 512 new tokens, T 1
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"
       with_memory $p-torch 300 python3 scripts/bench_rollout_torch.py --shape $shape $args --out "$out/$p-torch.json"
       with_memory $p-bf16 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --warmup 1 --out "$out/$p-bf16.json"
-      with_memory $p-bf16-eager 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --mode eager --out "$out/$p-bf16-eager.json" ;;
+      [ "${EAGER:-1}" = 1 ] && with_memory $p-bf16-eager 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --mode eager --out "$out/$p-bf16-eager.json" ;;
     *) echo "unknown part $p" ;;
   esac
 done
