@@ -32,11 +32,8 @@ pub enum CheckCommand {
     },
     /// One SFT step from the same checkpoint on a device and on the CPU, compared.
     SftStep {
-        #[arg(long, default_value = "cuda")]
-        device: String,
-        /// The checkpoint (default: the qwen2 parity fixture).
-        #[arg(long, default_value = "model/tests/fixtures/parity/qwen2-tiny")]
-        model: PathBuf,
+        #[command(flatten)]
+        on: FixtureOnDevice,
         /// Largest |gradient difference| accepted, relative to the largest gradient.
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f32,
@@ -44,15 +41,22 @@ pub enum CheckCommand {
     /// Rollouts with the decode step captured as a graph and replayed against the eager steps
     /// (greedy, sampled, with stops and compaction), then again after the weights change.
     DecodeGraph {
-        #[arg(long, default_value = "cuda")]
-        device: String,
-        /// The checkpoint (default: the qwen2 parity fixture).
-        #[arg(long, default_value = "model/tests/fixtures/parity/qwen2-tiny")]
-        model: PathBuf,
+        #[command(flatten)]
+        on: FixtureOnDevice,
         /// Largest |logprob difference| accepted where both modes chose the same tokens.
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f32,
     },
+}
+
+/// The device a check runs on and the checkpoint it loads.
+#[derive(clap::Args)]
+pub struct FixtureOnDevice {
+    #[arg(long, default_value = "cuda")]
+    device: String,
+    /// The checkpoint (default: the qwen2 parity fixture).
+    #[arg(long, default_value = "model/tests/fixtures/parity/qwen2-tiny")]
+    model: PathBuf,
 }
 
 pub fn run(command: &CheckCommand) -> Result<()> {
@@ -89,7 +93,7 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             }
             Ok(())
         }
-        CheckCommand::SftStep { device, model, tolerance } => {
+        CheckCommand::SftStep { on: FixtureOnDevice { device, model }, tolerance } => {
             let device = parse_device(device)?;
             let cpu = Device::flex();
             let r = r1kit_train::device_check::sft_step_on_two_devices(model, [&cpu, &device])?;
@@ -113,11 +117,7 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             }
             Ok(())
         }
-        CheckCommand::DecodeGraph {
-            device,
-            model,
-            tolerance,
-        } => check_decode_graph(&parse_device(device)?, model, *tolerance),
+        CheckCommand::DecodeGraph { on: FixtureOnDevice { device, model }, tolerance } => check_decode_graph(&parse_device(device)?, model, *tolerance),
     }
 }
 

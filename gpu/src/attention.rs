@@ -271,12 +271,7 @@ mod tests {
             let reference = run(false, compute, 1);
             for chunk in [1, 3, 7, 64] {
                 let ours = run(true, compute, chunk);
-                for (what, (o, r)) in ["output", "dq", "dk", "dv"].iter().zip(ours.iter().zip(&reference)) {
-                    assert_eq!(o.shape(), r.shape(), "{what}");
-                    let (o, r) = (o.try_to_vec::<f32>().unwrap(), r.try_to_vec::<f32>().unwrap());
-                    let worst = o.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                    assert!(worst <= tol, "{what}, {compute:?}, chunks of {chunk}: off by {worst}");
-                }
+                crate::check::assert_all_close(&["output", "dq", "dk", "dv"], &ours, &reference, tol, &format!("{compute:?}, chunks of {chunk}"));
             }
         }
     }

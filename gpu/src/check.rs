@@ -188,6 +188,18 @@ pub fn agreement_tolerance(dtype: &str) -> f64 {
     }
 }
 
+/// For the autodiff ops' tests: each of `ours` equals the same-named `reference` tensor (shape,
+/// and values within `tol`); `case` names the setting in the failure message.
+#[cfg(test)]
+pub(crate) fn assert_all_close(names: &[&str], ours: &[burn::prelude::TensorData], reference: &[burn::prelude::TensorData], tol: f32, case: &str) {
+    for (what, (o, r)) in names.iter().zip(ours.iter().zip(reference)) {
+        assert_eq!(o.shape(), r.shape(), "{what}, {case}");
+        let (o, r) = (o.try_to_vec::<f32>().unwrap(), r.try_to_vec::<f32>().unwrap());
+        let worst = o.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= tol, "{what}, {case}: off by {worst}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

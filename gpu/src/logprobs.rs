@@ -21,56 +21,45 @@ use burn::tensor::{FloatDType, IndexingUpdateOp};
 use crate::matmul::{matmul, Gemm};
 use crate::primitive::{inner, primitive};
 
+/// How [`token_logprobs`] computes: products in `compute` (f32 results), `chunk_rows` rows of
+/// logits at a time, and whether to return each row's entropy as well.
+#[derive(Debug, Clone, Copy)]
+pub struct LogprobOptions {
+    pub compute: FloatDType,
+    pub chunk_rows: usize,
+    pub with_entropy: bool,
+}
+
 /// log p(target) per row `[n]` and, when asked, the entropy per row `[n]` (not tracked):
-/// `hidden` `[n, h]`, `head` `[vocab, h]`, products in `compute` with f32 results. `None` unless
-/// both tensors are on a CUDA autodiff device (elsewhere the model's chunked graph does the job).
-pub fn token_logprobs(
-    hidden: &Tensor<2>,
-    head: &Tensor<2>,
-    targets: &[u32],
-    compute: FloatDType,
-    chunk_rows: usize,
-    with_entropy: bool,
-) -> Option<(Tensor<1>, Option<Tensor<1>>)> {
+/// `hidden` `[n, h]`, `head` `[vocab, h]`. `None` unless both tensors are on a CUDA autodiff
+/// device (elsewhere the model's chunked graph does the job).
+pub fn token_logprobs(hidden: &Tensor<2>, head: &Tensor<2>, targets: &[u32], options: LogprobOptions) -> Option<(Tensor<1>, Option<Tensor<1>>)> {
     #[cfg(feature = "cuda")]
     {
-        through_op::<burn::backend::Cube>(hidden, head, targets, compute, chunk_rows, with_entropy)
+        through_op::<burn::backend::Cube>(hidden, head, targets, options)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (hidden, head, targets, compute, chunk_rows, with_entropy);
+        let _ = (hidden, head, targets, options);
         None
     }
 }
 
 /// [`token_logprobs`] through the op on flex, for the CPU tests.
 #[doc(hidden)]
-pub fn token_logprobs_through_op(
-    hidden: &Tensor<2>,
-    head: &Tensor<2>,
-    targets: &[u32],
-    compute: FloatDType,
-    chunk_rows: usize,
-    with_entropy: bool,
-) -> Option<(Tensor<1>, Option<Tensor<1>>)> {
-    through_op::<burn::backend::Flex>(hidden, head, targets, compute, chunk_rows, with_entropy)
+pub fn token_logprobs_through_op(hidden: &Tensor<2>, head: &Tensor<2>, targets: &[u32], options: LogprobOptions) -> Option<(Tensor<1>, Option<Tensor<1>>)> {
+    through_op::<burn::backend::Flex>(hidden, head, targets, options)
 }
 
-fn through_op<B: Gemm>(
-    hidden: &Tensor<2>,
-    head: &Tensor<2>,
-    targets: &[u32],
-    compute: FloatDType,
-    chunk_rows: usize,
-    with_entropy: bool,
-) -> Option<(Tensor<1>, Option<Tensor<1>>)>
+fn through_op<B: Gemm>(hidden: &Tensor<2>, head: &Tensor<2>, targets: &[u32], options: LogprobOptions) -> Option<(Tensor<1>, Option<Tensor<1>>)>
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
 {
     let (Ok(h), Ok(w)) = (hidden.clone().try_into_primitive::<Autodiff<B>>(), head.clone().try_into_primitive::<Autodiff<B>>()) else {
         return None;
     };
-    let (logp, entropy) = autodiff_logprobs::<B, NoCheckpointing>(h, w, targets, compute, chunk_rows.max(1), with_entropy);
+    let options = LogprobOptions { chunk_rows: options.chunk_rows.max(1), ..options };
+    let (logp, entropy) = autodiff_logprobs::<B, NoCheckpointing>(h, w, targets, options);
     let entropy = entropy.map(|e| Tensor::<1>::from_primitive::<B>(e).to_device(&hidden.device()));
     Some((Tensor::from_primitive::<Autodiff<B>>(logp), entropy))
 }
@@ -83,8 +72,7 @@ struct Saved<B: Gemm> {
     /// `[n, 1]` each row's log-sum-exp over the vocabulary.
     lse: FloatTensor<B>,
     targets: Vec<i64>,
-    compute: FloatDType,
-    chunk_rows: usize,
+    options: LogprobOptions,
 }
 
 #[derive(Debug)]
@@ -98,25 +86,26 @@ where
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let saved = ops.state;
+        let LogprobOptions { compute, chunk_rows, .. } = saved.options;
         let grad = inner::<B, 1>(grads.consume::<B>(&ops.node));
         let hidden = inner::<B, 2>(checkpointer.retrieve_node_output(saved.hidden));
         let head = inner::<B, 2>(checkpointer.retrieve_node_output(saved.head));
         let lse = inner::<B, 2>(saved.lse);
         let [n, h] = hidden.dims();
         let device = hidden.device();
-        let head_c = head.clone().cast(saved.compute);
+        let head_c = head.clone().cast(compute);
         let mut d_hidden = Vec::new();
         let mut d_head: Option<Tensor<2>> = None;
-        for (start, end) in chunks(n, saved.chunk_rows) {
+        for (start, end) in chunks(n, chunk_rows) {
             let rows = end - start;
             let h_c = hidden.clone().slice([start..end, 0..h]);
             let g = grad.clone().slice([start..end]).reshape([rows, 1]);
-            let p = (chunk_logits(h_c.clone(), &head_c, saved.compute) - lse.clone().slice([start..end, 0..1])).exp();
+            let p = (chunk_logits(h_c.clone(), &head_c, compute) - lse.clone().slice([start..end, 0..1])).exp();
             let ids = target_ids(&saved.targets[start..end], &device);
             // g (onehot(target) - p): the softmax part everywhere, plus g at the target
-            let d_logits = (p * g.clone()).neg().scatter(1, ids, g, IndexingUpdateOp::Add).cast(saved.compute);
+            let d_logits = (p * g.clone()).neg().scatter(1, ids, g, IndexingUpdateOp::Add).cast(compute);
             d_hidden.push(matmul(d_logits.clone(), head_c.clone()).cast(FloatDType::F32));
-            let dw = matmul(d_logits.transpose(), h_c.cast(saved.compute)).cast(FloatDType::F32);
+            let dw = matmul(d_logits.transpose(), h_c.cast(compute)).cast(FloatDType::F32);
             d_head = Some(match d_head {
                 Some(acc) => acc + dw,
                 None => dw,
@@ -137,16 +126,14 @@ fn autodiff_logprobs<B: Gemm, C: CheckpointStrategy>(
     hidden: FloatTensor<Autodiff<B, C>>,
     head: FloatTensor<Autodiff<B, C>>,
     targets: &[u32],
-    compute: FloatDType,
-    chunk_rows: usize,
-    with_entropy: bool,
+    options: LogprobOptions,
 ) -> (FloatTensor<Autodiff<B, C>>, Option<FloatTensor<B>>)
 where
     DispatchTensor: DispatchKindConversion<B>,
 {
     let h = inner::<B, 2>(hidden.primitive().clone());
     let w = inner::<B, 2>(head.primitive().clone());
-    let (logp, lse, entropy) = forward(h, w, targets, compute, chunk_rows, with_entropy);
+    let (logp, lse, entropy) = forward(h, w, targets, options);
     let entropy = entropy.map(primitive::<B, 1>);
     let logp = primitive::<B, 1>(logp);
     let output = match LogprobBackward.prepare::<C>([hidden.node(), head.node()]).compute_bound().stateful() {
@@ -156,8 +143,7 @@ where
                 head: prep.checkpoint(&head),
                 lse: primitive::<B, 2>(lse),
                 targets: targets.iter().map(|&t| t as i64).collect(),
-                compute,
-                chunk_rows,
+                options,
             };
             prep.finish(saved, logp)
         }
@@ -167,7 +153,8 @@ where
 }
 
 /// log p(target) `[n]`, the log-sum-exp `[n, 1]` and, if asked, the entropy `[n]`, chunk by chunk.
-fn forward(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], compute: FloatDType, chunk_rows: usize, with_entropy: bool) -> (Tensor<1>, Tensor<2>, Option<Tensor<1>>) {
+fn forward(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], options: LogprobOptions) -> (Tensor<1>, Tensor<2>, Option<Tensor<1>>) {
+    let LogprobOptions { compute, chunk_rows, with_entropy } = options;
     let [n, h] = hidden.dims();
     let device = hidden.device();
     let head_c = head.cast(compute);
@@ -226,7 +213,8 @@ mod tests {
         let w = random([n, 1], 3, &device).reshape([n]);
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 4 + 1) % vocab as u32).collect();
         let (logp, entropy) = if use_op {
-            let (l, e) = token_logprobs_through_op(&hidden, &head, &targets, compute, chunk_rows, true).expect("flex tensors");
+            let options = LogprobOptions { compute, chunk_rows, with_entropy: true };
+            let (l, e) = token_logprobs_through_op(&hidden, &head, &targets, options).expect("flex tensors");
             (l, e.unwrap())
         } else {
             let logits = hidden.clone().cast(compute).matmul(head.clone().cast(compute).transpose()).cast(FloatDType::F32);
@@ -245,12 +233,7 @@ mod tests {
             let reference = run(false, compute, 1);
             for chunk_rows in [1, 3, 7, 100] {
                 let ours = run(true, compute, chunk_rows);
-                for (what, (o, r)) in ["logp", "entropy", "d hidden", "d head"].iter().zip(ours.iter().zip(&reference)) {
-                    assert_eq!(o.shape(), r.shape(), "{what}");
-                    let (o, r) = (o.try_to_vec::<f32>().unwrap(), r.try_to_vec::<f32>().unwrap());
-                    let worst = o.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                    assert!(worst <= tol, "{what}, {compute:?}, chunks of {chunk_rows}: off by {worst}");
-                }
+                crate::check::assert_all_close(&["logp", "entropy", "d hidden", "d head"], &ours, &reference, tol, &format!("{compute:?}, chunks of {chunk_rows}"));
             }
         }
     }
@@ -260,7 +243,7 @@ mod tests {
         let device = Device::default().autodiff();
         let hidden = random([4, 3], 4, &device).require_grad();
         let head = random([6, 3], 5, &device);
-        let (logp, entropy) = token_logprobs_through_op(&hidden, &head, &[0, 5, 2, 2], FloatDType::F32, 2, false).unwrap();
+        let (logp, entropy) = token_logprobs_through_op(&hidden, &head, &[0, 5, 2, 2], LogprobOptions { compute: FloatDType::F32, chunk_rows: 2, with_entropy: false }).unwrap();
         assert!(entropy.is_none());
         let grads = logp.sum().backward();
         assert!(head.grad(&grads).is_none());
@@ -273,6 +256,6 @@ mod tests {
     fn without_autodiff_there_is_no_op() {
         let device = Device::default();
         let (hidden, head) = (random([2, 3], 6, &device), random([4, 3], 7, &device));
-        assert!(token_logprobs_through_op(&hidden, &head, &[1, 2], FloatDType::F32, 1, false).is_none());
+        assert!(token_logprobs_through_op(&hidden, &head, &[1, 2], LogprobOptions { compute: FloatDType::F32, chunk_rows: 1, with_entropy: false }).is_none());
     }
 }

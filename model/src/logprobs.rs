@@ -34,7 +34,8 @@ fn chunked(model: &Model, hidden: Tensor<3>, targets: &[u32], chunk_rows: usize,
     let chunk_rows = chunk_rows.max(1);
     // On a CUDA autodiff device: one op that keeps no chunk's logits for the backward pass.
     let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
-    if let Some((logp, entropy)) = r1kit_gpu::logprobs::token_logprobs(&flat, head, targets, model.compute, chunk_rows, with_entropy) {
+    let options = r1kit_gpu::logprobs::LogprobOptions { compute: model.compute, chunk_rows, with_entropy };
+    if let Some((logp, entropy)) = r1kit_gpu::logprobs::token_logprobs(&flat, head, targets, options) {
         return (logp.reshape([b, s]), entropy.map(|e| e.reshape([b, s])));
     }
     let (mut logps, mut entropies) = (Vec::new(), Vec::new());
