@@ -4,7 +4,7 @@
 # .gpu/ folder from scripts/build-cuda.sh. PyTorch references run in the same call, so figures
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
-#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-8k rollout rollout-1.5b
+#   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-8k rollout rollout-1.5b grpo-step
 #                                          (default: info parity gemm train)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +56,10 @@ for p in $parts; do
     train-8k) # goal 3: one 1.5B-shape sequence of 8,192 tokens (the attention keeps no S x S scores)
       with_memory train-torch-1.5b-8k 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 1 --seq 8192 --out "$out/train-torch-1.5b-8k.json"
       with_memory train-1.5b-8k-bf16 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 1 --seq 8192 --compute bf16 --out "$out/train-1.5b-8k-bf16.json" ;;
+    grpo-step) # issue 13 goal 2: 16 prompts x G 8, 512 tokens, 0.5B shape; TRL needs .whl carried (scripts/fetch-trl-wheels.sh)
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
+      with_memory grpo-step-trl 400 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --out "$out/grpo-step-trl.json"
+      with_memory grpo-step-r1kit 300 $r1kit bench grpo-step --device cuda --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     rollout|rollout-1.5b) # issue 13's setting: 64 prompts x G 8, 256 prompt + 512 new tokens, T 1
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""TRL reference for `r1kit bench grpo-step` (issue 13, goal 2): one GRPO step of TRL's GRPOTrainer
+without vLLM on the same shape with random weights (16 prompts x G 8, 512 completion tokens,
+beta 0.04, bf16), timed step by step; a separate `generate` of the same batch estimates the
+generation phase. TRL and its missing dependencies travel as wheels: scripts/fetch-trl-wheels.sh.
+NOT YET RUN on the GPU machine (written where no torch is installed); expect to fix it on first use.
+  python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3"""
+import argparse, json, tempfile, time
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from torch_shapes import SHAPES
+
+p = argparse.ArgumentParser()
+p.add_argument("--shape", default="qwen2.5-0.5b")
+p.add_argument("--tokenizer", required=True)
+p.add_argument("--prompts", type=int, default=16)
+p.add_argument("--group", type=int, default=8)
+p.add_argument("--max-new-tokens", type=int, default=512)
+p.add_argument("--steps", type=int, default=3, help="the first is a warm-up")
+p.add_argument("--out")
+a = p.parse_args()
+
+cls, kw = SHAPES[a.shape]
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(cls(**kw, max_position_embeddings=32768, attn_implementation="sdpa"), dtype=torch.float32)
+tokenizer = AutoTokenizer.from_pretrained(a.tokenizer)
+if tokenizer.pad_token is None:
+    tokenizer.pad_token = tokenizer.eos_token
+workdir = tempfile.mkdtemp()
+model.save_pretrained(workdir)
+tokenizer.save_pretrained(workdir)
+
+# the same kind of prompts as `r1kit bench grpo-step` (arithmetic), one row per prompt and step
+prompts = [f"Q: What is {3 + i} + {7 * i % 11}? Think, then answer.\nA:" for i in range(a.prompts * a.steps)]
+dataset = Dataset.from_dict({"prompt": prompts})
+
+
+def reward_has_answer(completions, **_):
+    # a rule reward as cheap as r1kit's (scoring is ~0% of the step on both sides)
+    return [1.0 if "<answer>" in c else 0.0 for c in completions]
+
+
+config = GRPOConfig(
+    output_dir=workdir, per_device_train_batch_size=a.prompts * a.group, gradient_accumulation_steps=1,
+    num_generations=a.group, max_completion_length=a.max_new_tokens, temperature=1.0, beta=0.04,
+    learning_rate=1e-6, bf16=True, max_steps=a.steps, logging_steps=1, report_to="none", save_strategy="no",
+    use_vllm=False, shuffle_dataset=False, seed=0,
+)
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.times, self.t = [], None
+
+    def on_step_begin(self, args, state, control, **kw):
+        torch.cuda.synchronize()
+        self.t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self.t)
+
+
+timer = StepTimer()
+trainer = GRPOTrainer(model=workdir, reward_funcs=reward_has_answer, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[timer])
+torch.cuda.reset_peak_memory_stats()
+trainer.train()
+peak = torch.cuda.max_memory_allocated() / 2**30
+step = sum(timer.times[1:]) / max(1, len(timer.times) - 1)
+
+# the generation phase alone: the same rows, lengths and sampling as the trainer's generate
+policy = trainer.model
+batch = tokenizer(prompts[:a.prompts], return_tensors="pt", padding=True, padding_side="left").to(policy.device)
+with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    policy.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, num_return_sequences=a.group,
+                    max_new_tokens=a.max_new_tokens, min_new_tokens=a.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    torch.cuda.synchronize()
+    generate = time.perf_counter() - t
+print(f"trl grpo-step {a.shape}: {a.prompts} prompts x G={a.group}, {a.max_new_tokens} completion tokens, beta 0.04: "
+      f"step {step:.2f} s (steps {[round(x, 2) for x in timer.times]}; the first a warm-up); generate alone {generate:.2f} s; "
+      f"peak memory {peak:.1f} GiB (torch {torch.__version__})")
+if a.out:
+    json.dump(dict(step_seconds=timer.times, generate_seconds=generate, peak_gib=peak), open(a.out, "w"), indent=1)
