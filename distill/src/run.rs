@@ -156,7 +156,7 @@ pub fn distill(config: &DistillConfig, on_step: &mut dyn FnMut(&Map<String, Valu
 fn distill_traces(config: &DistillConfig, out_dir: &Path, on_step: &mut dyn FnMut(&Map<String, Value>)) -> Result<DistillOutcome> {
     let (traces, generation) = trace_source(config, out_dir)?;
     let sft = SftConfig {
-        model: ModelSection { path: config.student.path.clone(), device: config.student.device.clone(), compute: "f32".into() },
+        model: ModelSection::at(config.student.path.clone(), config.student.device.clone()),
         data: SftDataSection {
             train: format!("jsonl:{}", traces.display()),
             heldout: None,

@@ -73,6 +73,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub use r1kit_train::config::ModelSection;
+
 use crate::advantages::AdvantageKind;
 use crate::kl::KlEstimator;
 use crate::loss::Aggregation;
@@ -92,26 +94,6 @@ pub struct GrpoConfig {
     pub optimizer: OptimSection,
     #[serde(default)]
     pub run: RunSection,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    pub path: PathBuf,
-    #[serde(default)]
-    pub tokenizer: Option<PathBuf>,
-    #[serde(default = "default_device")]
-    pub device: String,
-    #[serde(default = "default_compute")]
-    pub compute: String,
-}
-
-fn default_compute() -> String {
-    "f32".into()
-}
-
-fn default_device() -> String {
-    "cpu".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

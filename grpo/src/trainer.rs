@@ -99,7 +99,7 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
     };
     heldout.truncate(config.run.eval_limit);
     let stop_ids = stop_token_ids(&initial, &tokenizer);
-    let tokenizer_dir = if config.model.path.is_dir() { Some(config.model.path.clone()) } else { None };
+    let tokenizer_dir = config.model.tokenizer_dir();
     let run = Run {
         config,
         reference: (config.algorithm.beta > 0.0).then(|| initial.clone()),

@@ -21,7 +21,7 @@ pub use checkpoint::{SaveDtype, load_model_dir, save_model_dir};
 pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
-pub use pretrained::load_pretrained;
+pub use pretrained::{load_pretrained, load_tokenizer};
 pub use transformer::{DecodeInputs, Model, normal_tensor, write_in_place, write_ints_in_place};
 
 pub use burn;

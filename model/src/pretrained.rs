@@ -23,14 +23,22 @@ pub fn load_pretrained(model_path: &Path, tokenizer: Option<&Path>, device: &Dev
         tokenizer.check_vocab_fits(model.config.vocab_size)?;
         return Ok((model, tokenizer));
     }
-    let model_dir = if model_path.is_dir() { model_path } else { model_path.parent().unwrap_or(Path::new(".")) };
-    let tokenizer = match tokenizer {
-        None => Tokenizer::from_dir(model_dir)?,
-        Some(p) => load_tokenizer_file(p, model_dir)?,
-    };
+    let tokenizer = load_tokenizer(model_path, tokenizer)?;
     let model = crate::checkpoint::load_model_dir(model_path, device)?;
     tokenizer.check_vocab_fits(model.config.vocab_size)?;
     Ok((model, tokenizer))
+}
+
+/// The tokenizer [`load_pretrained`] would load with the model, without the model: `tokenizer`
+/// when given (a tokenizer.json file or a directory), else the model's (a GGUF file's from its
+/// metadata).
+pub fn load_tokenizer(model_path: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer> {
+    let model_dir = if model_path.is_dir() { model_path } else { model_path.parent().unwrap_or(Path::new(".")) };
+    match tokenizer {
+        Some(p) => load_tokenizer_file(p, model_dir),
+        None if is_gguf(model_path) => crate::gguf::GgufFile::open(model_path)?.tokenizer(),
+        None => Ok(Tokenizer::from_dir(model_dir)?),
+    }
 }
 
 /// Stop ids for generation: the tokenizer's (EOS and generation_config.json) and the model config's.

@@ -29,14 +29,36 @@ pub struct SftConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Hugging Face model directory (weights, config.json and tokenizer files). Required.
+    /// Hugging Face model directory (weights, config.json and tokenizer files), or a GGUF file
+    /// where the command reads one (GRPO). Required.
     pub path: PathBuf,
+    /// A tokenizer other than the model's: a tokenizer.json or a directory holding one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
     /// `cpu` (default) or `cuda` / `cuda:N` (CUDA builds).
     #[serde(default = "default_device")]
     pub device: String,
     /// Dtype of the matrix products: `f32` (default) or `bf16` (f32 master weights either way).
     #[serde(default = "default_compute")]
     pub compute: String,
+}
+
+impl ModelSection {
+    /// The model at `path` on `device` with the default compute dtype and no tokenizer override.
+    pub fn at(path: PathBuf, device: String) -> ModelSection {
+        ModelSection { path, tokenizer: None, device, compute: default_compute() }
+    }
+
+    /// The directory whose tokenizer files saved models copy: the override's (a directory, or the
+    /// one holding the file), else the model directory; `None` for a GGUF model without one (the
+    /// tokenizer is then written from memory).
+    pub fn tokenizer_dir(&self) -> Option<PathBuf> {
+        match &self.tokenizer {
+            Some(t) if t.is_dir() => Some(t.clone()),
+            Some(t) => Some(t.parent().map(Path::to_path_buf).unwrap_or_default()),
+            None => self.path.is_dir().then(|| self.path.clone()),
+        }
+    }
 }
 
 fn default_compute() -> String {

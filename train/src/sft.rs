@@ -95,7 +95,9 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
     config.validate()?;
     let device = parse_device(&config.model.device)?;
     let compute = parse_compute_dtype(&config.model.compute).context("model.compute")?;
-    let tokenizer = Tokenizer::from_dir(&config.model.path).with_context(|| format!("tokenizer of {}", config.model.path.display()))?;
+    let tokenizer = r1kit_model::load_tokenizer(&config.model.path, config.model.tokenizer.as_deref())
+        .with_context(|| format!("tokenizer of {}", config.model.tokenizer.as_ref().unwrap_or(&config.model.path).display()))?;
+    let tokenizer_dir = config.model.tokenizer_dir();
     let pad_id = tokenizer.pad_token_id().or(tokenizer.eos_token_id()).unwrap_or(0);
     let train = tokenize_all(&tokenizer, config, &load_records(&config.data.train)?, &config.data.train)?;
 
@@ -146,6 +148,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
         }
         None => {
             let model = load_model_dir(&config.model.path, &device)?;
+            tokenizer.check_vocab_fits(model.config.vocab_size)?;
             let state = TrainerState {
                 step: 0,
                 epoch: 0,
@@ -252,13 +255,13 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
         }
         on_step(&record);
         if last_step || (config.checkpoint.every > 0 && state.step % config.checkpoint.every == 0) {
-            save_checkpoint(&checkpoints, &model, &optimizer, &state, Some(&config.model.path))?;
+            save_checkpoint(&checkpoints, &model, &optimizer, &state, tokenizer_dir.as_deref())?;
             let best = if config.checkpoint.keep_best { state.best.map(|(s, _)| s) } else { None };
             prune_checkpoints(&checkpoints, config.checkpoint.keep_last, best)?;
         }
     }
     let final_dir = out_dir.join("final");
-    save_model_dir(&model, &final_dir, SaveDtype::F32, Some(&config.model.path))?;
+    save_model_dir(&model, &final_dir, SaveDtype::F32, tokenizer_dir.as_deref())?;
     Ok(SftOutcome { steps: state.step, final_loss: last_loss, heldout_loss: last_eval.0, eval: last_eval.1, final_dir })
 }
 

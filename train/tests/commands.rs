@@ -44,3 +44,30 @@ fn init_then_sft_with_overrides() {
     let typo = Sft::parse_from(["sft", "--config", recipe.to_str().unwrap(), "--set", "train.epoch=2"]);
     assert!(format!("{:#}", run_sft(&typo.args).unwrap_err()).contains("epoch"));
 }
+
+#[test]
+fn sft_reads_a_tokenizer_given_apart_from_the_model() {
+    // The model directory without its tokenizer files: SFT fails naming the tokenizer, and with
+    // model.tokenizer pointing elsewhere it trains and saves that tokenizer with the model.
+    let dir = tempfile::tempdir().unwrap();
+    let (model, tok) = (dir.path().join("m"), dir.path().join("tok"));
+    let text = dir.path().join("corpus.txt");
+    std::fs::write(&text, (0..60).map(|i| format!("Q: {i}+1=?\nA:<think>\n{i}+1={}\n</think>\n<answer>{}</answer>\n", i + 1, i + 1)).collect::<String>()).unwrap();
+    let init = Init::parse_from(["init", "--shape", "llama", "--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--vocab-size", "320", "--train-tokenizer", text.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    run_init(&init.args).unwrap();
+    std::fs::create_dir_all(&tok).unwrap();
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::rename(model.join(name), tok.join(name)).unwrap();
+    }
+    let out = dir.path().join("run");
+    let recipe = dir.path().join("sft.toml");
+    std::fs::write(&recipe, format!("[model]\npath = \"{}\"\n[data]\ntrain = \"arithmetic:n=8,digits=1,traces=true\"\ntemplate = \"plain\"\n[train]\nout_dir = \"{}\"\nlog_every = 0\nexamples_per_step = 8\n", model.display(), out.display())).unwrap();
+    let without = Sft::parse_from(["sft", "--config", recipe.to_str().unwrap()]);
+    let err = format!("{:#}", run_sft(&without.args).unwrap_err());
+    assert!(err.contains("tokenizer"), "{err}");
+    let with = Sft::parse_from(["sft", "--config", recipe.to_str().unwrap(), "--set", &format!("model.tokenizer={}", tok.display())]);
+    run_sft(&with.args).unwrap();
+    assert!(out.join("final/tokenizer.json").exists(), "the given tokenizer is saved with the model");
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains("tokenizer ="), "the override is part of the run's config");
+}
