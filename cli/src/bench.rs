@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{bail, Result};
 use r1kit_model::burn::prelude::*;
 use r1kit_model::{AttentionMask, Model, ModelConfig};
 
@@ -197,22 +197,11 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
             let r = r1kit_train::bench::bench_train(config, &device, compute, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
             println!(
                 "bench train {} on {device:?} ({} products): {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}; forward + backward {:.3} s, clip + AdamW the rest); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
-                a.shape,
-                a.compute,
-                r.parameters,
-                r.batch,
-                r.seq,
-                r.micro_batches,
+                a.shape, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,
                 r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64,
-                r.step_seconds
-                    .iter()
-                    .map(|s| (s * 1000.0).round() / 1000.0)
-                    .collect::<Vec<_>>(),
+                r.step_seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 r.gradient_seconds,
-                r.tokens_per_s,
-                100.0 * r.mfu,
-                r1kit_train::bench::PEAK_FLOPS / 1e12,
-                r.loss
+                r.tokens_per_s, 100.0 * r.mfu, r1kit_train::bench::PEAK_FLOPS / 1e12, r.loss
             );
             if let Some(out) = &a.out {
                 std::fs::write(out, serde_json::to_string_pretty(&r)?).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
@@ -279,11 +268,7 @@ fn bench_forward(a: &ForwardArgs) -> Result<()> {
     let flops = 2.0 * params * (b * s) as f64;
     println!(
         "bench forward: {} ({:.1}M params), batch {b} x {s} tokens on {}: {:.0} prefill tokens/s, {:.3} s/forward (median of {}), {:.1} GFLOP/s (2*params*tokens), warm-up {:.2} s",
-        a.model
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .or(a.shape.clone())
-            .unwrap_or_default(),
+        a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()).unwrap_or_default(),
         params / 1e6,
         a.device,
         (b * s) as f64 / median,
@@ -296,7 +281,7 @@ fn bench_forward(a: &ForwardArgs) -> Result<()> {
 }
 
 fn bench_rollout(a: &RolloutArgs) -> Result<()> {
-    use r1kit_sampler::{DecodeMode, SamplingParams, sample_in_mode};
+    use r1kit_sampler::{sample_in_mode, DecodeMode, SamplingParams};
     let device = r1kit_model::device::parse_device(&a.device)?;
     let mode = match a.mode.as_deref() {
         None => DecodeMode::for_device(&device),
@@ -331,11 +316,7 @@ fn bench_rollout(a: &RolloutArgs) -> Result<()> {
     let tokens_per_s = generated as f64 / elapsed;
     println!(
         "bench rollout: {} on {} ({} products, {:?} decode): {} prompts x G={} ({} rows), {} prompt + {} new tokens, T={}: {:.1} generated tokens/s, {:.1} ms per decode step ({} steps, prefill included), {:.2} s total",
-        a.model
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .or(a.shape.clone())
-            .unwrap_or_default(),
+        a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()).unwrap_or_default(),
         a.device,
         a.compute,
         mode,

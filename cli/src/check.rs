@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use r1kit_model::burn::prelude::*;
 use r1kit_model::device::{parse_compute_dtype, parse_device};
@@ -77,12 +77,7 @@ pub fn run(command: &CheckCommand) -> Result<()> {
                 let ok = r.max_logit_diff <= *tolerance && r.greedy_agreed == r.greedy_checked && r.greedy_checked > 0;
                 println!(
                     "parity {:<40} {:?} {compute}: max |logit diff| {:.3e} (tolerance {tolerance:e}); greedy {}/{} {}",
-                    dir.display(),
-                    device,
-                    r.max_logit_diff,
-                    r.greedy_agreed,
-                    r.greedy_checked,
-                    if ok { "ok" } else { "FAILED" }
+                    dir.display(), device, r.max_logit_diff, r.greedy_agreed, r.greedy_checked, if ok { "ok" } else { "FAILED" }
                 );
                 if !ok {
                     failed.push(dir.display().to_string());
@@ -100,20 +95,10 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             let relative = r.max_grad_diff / r.max_grad.max(f32::MIN_POSITIVE);
             println!(
                 "sft-step cpu vs {device:?}: loss {:.6} / {:.6}, grad norm {:.6} / {:.6}, max |grad diff| {:.3e} = {:.3e} x the largest gradient ({:.3e}); after AdamW max |weight diff| {:.3e} (largest update {:.3e})",
-                r.loss[0],
-                r.loss[1],
-                r.grad_norm[0],
-                r.grad_norm[1],
-                r.max_grad_diff,
-                relative,
-                r.max_grad,
-                r.max_weight_diff,
-                r.max_update
+                r.loss[0], r.loss[1], r.grad_norm[0], r.grad_norm[1], r.max_grad_diff, relative, r.max_grad, r.max_weight_diff, r.max_update
             );
             if relative > *tolerance {
-                bail!(
-                    "sft-step: the {device:?} gradient differs from the CPU one by {relative:.3e} of the largest (tolerance {tolerance:e})"
-                );
+                bail!("sft-step: the {device:?} gradient differs from the CPU one by {relative:.3e} of the largest (tolerance {tolerance:e})");
             }
             Ok(())
         }
@@ -122,47 +107,18 @@ pub fn run(command: &CheckCommand) -> Result<()> {
 }
 
 fn check_decode_graph(device: &Device, dir: &std::path::Path, tolerance: f32) -> Result<()> {
-    use r1kit_sampler::{SamplingParams, check::compare_modes};
+    use r1kit_sampler::{check::compare_modes, sample_in_mode, DecodeMode, SamplingParams};
     let model = r1kit_model::load_model_dir(dir, device)?;
     let vocab = model.config.vocab_size as u32;
     // 6 prompts of 3 to 13 tokens (left padding), 4 completions each
-    let prompts: Vec<Vec<u32>> = (0..6u32)
-        .map(|p| {
-            (0..3 + 2 * p)
-                .map(|i| (p * 131 + i * 17 + 5) % vocab)
-                .collect()
-        })
-        .collect();
-    let sampled = SamplingParams {
-        temperature: 1.0,
-        top_p: 0.95,
-        max_new_tokens: 24,
-        seed: 3,
-        ..Default::default()
-    };
-    let eager = r1kit_sampler::sample_in_mode(
-        &model,
-        None,
-        &prompts,
-        4,
-        &sampled,
-        r1kit_sampler::DecodeMode::Eager,
-    )?;
-    let stops: Vec<u32> = eager
-        .iter()
-        .filter_map(|c| c.tokens.get(6).copied())
-        .take(4)
-        .collect();
+    let prompts: Vec<Vec<u32>> = (0..6u32).map(|p| (0..3 + 2 * p).map(|i| (p * 131 + i * 17 + 5) % vocab).collect()).collect();
+    let sampled = SamplingParams { temperature: 1.0, top_p: 0.95, max_new_tokens: 24, seed: 3, ..Default::default() };
+    let eager = sample_in_mode(&model, None, &prompts, 4, &sampled, DecodeMode::Eager)?;
+    let stops: Vec<u32> = eager.iter().filter_map(|c| c.tokens.get(6).copied()).take(4).collect();
     let cases = [
         ("greedy", SamplingParams::greedy(24)),
         ("T 1, top-p 0.95", sampled.clone()),
-        (
-            "T 1 with stop ids (compaction)",
-            SamplingParams {
-                stop_token_ids: stops,
-                ..sampled.clone()
-            },
-        ),
+        ("T 1 with stop ids (compaction)", SamplingParams { stop_token_ids: stops, ..sampled.clone() }),
     ];
     // The same rollouts after an update of every weight (a graph captured for the old weights
     // would read them no longer: each rollout captures its own).
@@ -175,13 +131,7 @@ fn check_decode_graph(device: &Device, dir: &std::path::Path, tolerance: f32) ->
             failed += !ok as usize;
             println!(
                 "decode-graph {device:?} {weights}, {label}: {} completions, {} tokens; {} differ; max |logprob diff| {:.2e} (tolerance {tolerance:e}); eager {:.2} s, graph {:.2} s {}",
-                c.completions,
-                c.tokens,
-                c.differing,
-                c.max_logprob_diff,
-                c.eager_seconds,
-                c.graph_seconds,
-                if ok { "ok" } else { "FAILED" }
+                c.completions, c.tokens, c.differing, c.max_logprob_diff, c.eager_seconds, c.graph_seconds, if ok { "ok" } else { "FAILED" }
             );
         }
     }

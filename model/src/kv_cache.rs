@@ -76,12 +76,7 @@ impl KvCache {
         for (b, &valid) in new_valid.iter().enumerate() {
             self.slot_valid[b * self.capacity + self.len] = valid;
         }
-        Ok(AttentionMask::over_slots(
-            &self.slot_valid,
-            self.batch,
-            self.len,
-            1,
-        ))
+        Ok(AttentionMask::over_slots(&self.slot_valid, self.batch, self.len, 1))
     }
 
     /// Writes this layer's new keys/values `[batch, kv_heads, 1, head_dim]` at the slot that
@@ -111,10 +106,7 @@ impl KvCache {
     /// The slot index tensor [`write_at`](Self::write_at) takes, for the slot of the next token.
     pub fn slot_index(&self, config: &ModelConfig, device: &Device) -> Tensor<4, Int> {
         let shape = [self.batch, config.num_kv_heads, 1, config.head_dim];
-        Tensor::from_data(
-            TensorData::new(vec![self.len as i64; shape.iter().product()], shape),
-            device,
-        )
+        Tensor::from_data(TensorData::new(vec![self.len as i64; shape.iter().product()], shape), device)
     }
 
     /// Writes this layer's new keys/values at the reserved slots and returns all slots in use.

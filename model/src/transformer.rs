@@ -5,17 +5,17 @@
 //! optimizers and checkpoints handle one kind of tensor.
 
 use burn::prelude::*;
-use burn::tensor::FloatDType;
 use burn::tensor::activation::{silu, softmax};
+use burn::tensor::FloatDType;
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 use crate::attention_mask::AttentionMask;
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 use crate::kv_cache::KvCache;
-use crate::rope::{RopeTables, inverse_frequencies};
+use crate::rope::{inverse_frequencies, RopeTables};
 
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -270,13 +270,7 @@ impl Model {
     pub fn decode_fixed(&self, inputs: &DecodeInputs, cache: &mut KvCache) -> Tensor<2> {
         let [batch] = inputs.ids.dims();
         let mut access = CacheAccess::Fixed(cache, &inputs.slot);
-        let hidden = self.forward_ids(
-            inputs.ids.clone(),
-            batch,
-            &inputs.rope,
-            &inputs.mask,
-            Some(&mut access),
-        );
+        let hidden = self.forward_ids(inputs.ids.clone(), batch, &inputs.rope, &inputs.mask, Some(&mut access));
         self.logits_2d(hidden.reshape([batch, self.config.hidden_size]))
     }
 
@@ -289,11 +283,7 @@ impl Model {
         mut cache: Option<&mut CacheAccess>,
     ) -> Tensor<3> {
         let [n] = ids.dims();
-        let mut x = self.embed_tokens.clone().select(0, ids).reshape([
-            batch,
-            n / batch,
-            self.config.hidden_size,
-        ]);
+        let mut x = self.embed_tokens.clone().select(0, ids).reshape([batch, n / batch, self.config.hidden_size]);
         for (index, layer) in self.layers.iter().enumerate() {
             x = self.layer_forward(layer, x, rope, mask, cache.as_deref_mut().map(|c| (c, index)));
         }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use r1kit_model::Model;
 
-use crate::{DecodeMode, SamplerError, SamplingParams, sample_in_mode};
+use crate::{sample_in_mode, DecodeMode, SamplerError, SamplingParams};
 
 /// How the two modes' completions compare.
 #[derive(Debug)]
@@ -32,14 +32,7 @@ pub fn compare_modes(
     let t = Instant::now();
     let graph = sample_in_mode(model, None, prompts, group, params, DecodeMode::Graph)?;
     let graph_seconds = t.elapsed().as_secs_f64();
-    let mut comparison = ModeComparison {
-        completions: eager.len(),
-        tokens: 0,
-        differing: 0,
-        max_logprob_diff: 0.0,
-        eager_seconds,
-        graph_seconds,
-    };
+    let mut comparison = ModeComparison { completions: eager.len(), tokens: 0, differing: 0, max_logprob_diff: 0.0, eager_seconds, graph_seconds };
     for (e, g) in eager.iter().zip(&graph) {
         comparison.tokens += e.tokens.len();
         if e.tokens != g.tokens || e.finish_reason != g.finish_reason {

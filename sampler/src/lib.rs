@@ -14,7 +14,7 @@ use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::Graph;
 use r1kit_model::generate::left_pad;
 use r1kit_model::tokenizer::Tokenizer;
-use r1kit_model::{DecodeInputs, KvCache, Model, write_in_place};
+use r1kit_model::{write_in_place, DecodeInputs, KvCache, Model};
 use std::cell::RefCell;
 
 pub use params::{Completion, FinishReason, SamplingParams};
@@ -61,14 +61,7 @@ pub fn sample_with(
     group: usize,
     params: &SamplingParams,
 ) -> Result<Vec<Completion>, SamplerError> {
-    sample_in_mode(
-        model,
-        tokenizer,
-        prompts,
-        group,
-        params,
-        DecodeMode::for_device(&model.device()),
-    )
+    sample_in_mode(model, tokenizer, prompts, group, params, DecodeMode::for_device(&model.device()))
 }
 
 /// How the decode steps after the prefill run.
@@ -156,20 +149,9 @@ pub fn sample_in_mode(
     let uniforms_buffer: RefCell<Option<Tensor<2>>> = RefCell::new(None);
     let fixed_step = || {
         let inputs = inputs.borrow();
-        let logits = model.decode_fixed(
-            inputs.as_ref().expect("inputs set before the step"),
-            &mut cache.borrow_mut(),
-        );
-        let processed = filters::processed_logits(logits, params, None);
-        filters::choose_at(
-            processed,
-            params,
-            uniforms_buffer
-                .borrow()
-                .clone()
-                .expect("uniforms set before the step"),
-            filters::DRAW_BLOCK,
-        )
+        let logits = model.decode_fixed(inputs.as_ref().expect("inputs set before the step"), &mut cache.borrow_mut());
+        let uniforms = uniforms_buffer.borrow().clone().expect("uniforms set before the step");
+        filters::choose_at(filters::processed_logits(logits, params, None), params, uniforms, filters::DRAW_BLOCK)
     };
     let mut graph: Option<Graph<_, _>> = None;
     // The next step's work: logits to choose from (prefill, eager), or fixed-step inputs.
@@ -191,10 +173,7 @@ pub fn sample_in_mode(
                         *uniforms_buffer.borrow_mut() = Some(u);
                         // Capturing runs the step a few times (warm-up) and records it; every run
                         // writes the same keys/values at the same slot, so the repeats are harmless.
-                        let g = graph.insert(r1kit_model::burn::tensor::capture(
-                            &device,
-                            fixed_step.clone(),
-                        ));
+                        let g = graph.insert(r1kit_model::burn::tensor::capture(&device, fixed_step.clone()));
                         if g.is_hardware() {
                             // the recorded launches have not run yet
                             unsafe { g.replay() }.clone()
@@ -203,18 +182,8 @@ pub fn sample_in_mode(
                         }
                     }
                     Some(g) => {
-                        inputs
-                            .borrow_mut()
-                            .as_mut()
-                            .expect("inputs of the captured step")
-                            .refresh(fresh);
-                        write_in_place(
-                            uniforms_buffer
-                                .borrow_mut()
-                                .as_mut()
-                                .expect("uniforms of the captured step"),
-                            u,
-                        );
+                        inputs.borrow_mut().as_mut().expect("inputs of the captured step").refresh(fresh);
+                        write_in_place(uniforms_buffer.borrow_mut().as_mut().expect("uniforms of the captured step"), u);
                         // Safety: the graph reads the model's weights, the cache and the two input
                         // buffers, all alive and unmoved until the graph is dropped; everything
                         // runs on this thread's stream, and the read-back below waits for it.

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::activation::log_softmax;
 use r1kit_model::tokenizer::Tokenizer;
-use r1kit_model::{AttentionMask, Model, load_model_dir};
-use r1kit_sampler::filters::{DRAW_BLOCK, choose_at, inverse_cdf, processed_logits};
+use r1kit_model::{load_model_dir, AttentionMask, Model};
+use r1kit_sampler::filters::{choose_at, inverse_cdf, processed_logits, DRAW_BLOCK};
 use r1kit_sampler::rng::StreamRng;
-use r1kit_sampler::{DecodeMode, FinishReason, SamplingParams, sample, sample_in_mode};
-use serde_json::{Value, json};
+use r1kit_sampler::{sample, sample_in_mode, DecodeMode, FinishReason, SamplingParams};
+use serde_json::{json, Value};
 
 fn fixture(name: &str) -> (Model, Value) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/parity").join(name);
@@ -300,62 +300,22 @@ fn fixed_shape_graph_steps_match_eager_steps() {
     // the same tokens as the eager step, through stops and compactions, sampled and greedy.
     let tok = fixture_tokenizer();
     let (model, reference) = fixture("qwen2-tiny");
-    let prompts: Vec<Vec<u32>> = reference["greedy"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| ids(&g["prompt"]))
-        .collect();
-    let sampled = SamplingParams {
-        temperature: 1.0,
-        top_p: 0.95,
-        max_new_tokens: 14,
-        seed: 7,
-        ..Default::default()
-    };
-    let eager =
-        sample_in_mode(&model, Some(&tok), &prompts, 3, &sampled, DecodeMode::Eager).unwrap();
-    let stops: Vec<u32> = eager
-        .iter()
-        .filter_map(|c| c.tokens.get(4).copied())
-        .take(3)
-        .collect();
-    for params in [
-        sampled.clone(),
-        SamplingParams {
-            stop_token_ids: stops,
-            ..sampled.clone()
-        },
-        SamplingParams::greedy(10),
-    ] {
-        let eager =
-            sample_in_mode(&model, Some(&tok), &prompts, 3, &params, DecodeMode::Eager).unwrap();
-        let graph =
-            sample_in_mode(&model, Some(&tok), &prompts, 3, &params, DecodeMode::Graph).unwrap();
-        let stopped_early = eager
-            .iter()
-            .filter(|c| c.tokens.len() < params.max_new_tokens)
-            .count();
+    let prompts: Vec<Vec<u32>> = reference["greedy"].as_array().unwrap().iter().map(|g| ids(&g["prompt"])).collect();
+    let sampled = SamplingParams { temperature: 1.0, top_p: 0.95, max_new_tokens: 14, seed: 7, ..Default::default() };
+    let eager = sample_in_mode(&model, Some(&tok), &prompts, 3, &sampled, DecodeMode::Eager).unwrap();
+    let stops: Vec<u32> = eager.iter().filter_map(|c| c.tokens.get(4).copied()).take(3).collect();
+    for params in [sampled.clone(), SamplingParams { stop_token_ids: stops, ..sampled.clone() }, SamplingParams::greedy(10)] {
+        let eager = sample_in_mode(&model, Some(&tok), &prompts, 3, &params, DecodeMode::Eager).unwrap();
+        let graph = sample_in_mode(&model, Some(&tok), &prompts, 3, &params, DecodeMode::Graph).unwrap();
+        let stopped_early = eager.iter().filter(|c| c.tokens.len() < params.max_new_tokens).count();
         for (e, g) in eager.iter().zip(&graph) {
-            assert_eq!(
-                e.tokens, g.tokens,
-                "prompt {} sample {}",
-                e.prompt_index, e.sample_index
-            );
+            assert_eq!(e.tokens, g.tokens, "prompt {} sample {}", e.prompt_index, e.sample_index);
             assert_eq!(e.finish_reason, g.finish_reason);
-            let worst = e
-                .logprobs
-                .iter()
-                .zip(&g.logprobs)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
+            let worst = e.logprobs.iter().zip(&g.logprobs).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "logprobs differ by {worst}");
         }
         if !params.stop_token_ids.is_empty() {
-            assert!(
-                stopped_early >= 3,
-                "compaction exercised ({stopped_early} rows stopped early)"
-            );
+            assert!(stopped_early >= 3, "compaction exercised ({stopped_early} rows stopped early)");
         }
     }
 }
