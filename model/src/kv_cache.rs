@@ -68,10 +68,7 @@ impl KvCache {
     /// [`len`](Self::len); [`advance`](Self::advance) after it.
     pub fn prepare_fixed(&mut self, new_valid: &[bool]) -> Result<AttentionMask> {
         if self.len >= self.capacity {
-            return Err(ModelError::Invalid(format!(
-                "KV cache full: all {} slots used",
-                self.capacity
-            )));
+            return Err(ModelError::Invalid(format!("KV cache full: all {} slots used", self.capacity)));
         }
         for (b, &valid) in new_valid.iter().enumerate() {
             self.slot_valid[b * self.capacity + self.len] = valid;
@@ -83,13 +80,7 @@ impl KvCache {
     /// `slot` holds (`[batch, kv_heads, 1, head_dim]`, every entry the slot's index, on the device,
     /// so the step's shapes and launches do not change with the slot) and returns the whole cache.
     /// Written in place: the cache's buffers stay where a captured graph recorded them.
-    pub(crate) fn write_at(
-        &mut self,
-        layer: usize,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        slot: &Tensor<4, Int>,
-    ) -> (Tensor<4>, Tensor<4>) {
+    pub(crate) fn write_at(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>, slot: &Tensor<4, Int>) -> (Tensor<4>, Tensor<4>) {
         let write = |cache: &mut Option<Tensor<4>>, x: Tensor<4>| {
             let full = cache.take().expect("cache layer present");
             let x = x.cast(full.dtype());
@@ -97,10 +88,7 @@ impl KvCache {
             *cache = Some(full.clone());
             full
         };
-        (
-            write(&mut self.keys[layer], k),
-            write(&mut self.values[layer], v),
-        )
+        (write(&mut self.keys[layer], k), write(&mut self.values[layer], v))
     }
 
     /// The slot index tensor [`write_at`](Self::write_at) takes, for the slot of the next token.
