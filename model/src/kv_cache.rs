@@ -45,13 +45,25 @@ impl KvCache {
     /// Reserves the next `queries` slots for tokens whose validity (`[batch, queries]`, false for
     /// padding) is given, and returns the mask the forward pass must use.
     pub fn prepare(&mut self, new_valid: &[bool], queries: usize) -> Result<AttentionMask> {
+        self.prepare_over(new_valid, queries, self.len + queries)
+    }
+
+    /// [`prepare`](Self::prepare) for one query per row whose mask spans the whole capacity: the
+    /// fixed-shape decode step ([`Model::decode_fixed`](crate::Model::decode_fixed)) attends over
+    /// every slot, and the mask blocks those not yet written. The step writes at slot
+    /// [`len`](Self::len); [`advance`](Self::advance) after it.
+    pub fn prepare_fixed(&mut self, new_valid: &[bool]) -> Result<AttentionMask> {
+        self.prepare_over(new_valid, 1, self.capacity)
+    }
+
+    /// Reserves `queries` slots and returns the mask over the first `keys` slots.
+    fn prepare_over(&mut self, new_valid: &[bool], queries: usize, keys: usize) -> Result<AttentionMask> {
         if self.len + queries > self.capacity {
             return Err(ModelError::Invalid(format!(
                 "KV cache full: {} slots used + {queries} new > capacity {}",
                 self.len, self.capacity
             )));
         }
-        let keys = self.len + queries;
         let mut visible = Vec::with_capacity(self.batch * keys);
         for b in 0..self.batch {
             for i in 0..queries {
@@ -60,20 +72,6 @@ impl KvCache {
             visible.extend_from_slice(&self.slot_valid[b * self.capacity..b * self.capacity + keys]);
         }
         Ok(AttentionMask::over_slots(&visible, self.batch, self.len, queries))
-    }
-
-    /// [`prepare`](Self::prepare) for one query per row whose mask spans the whole capacity: the
-    /// fixed-shape decode step ([`Model::decode_fixed`](crate::Model::decode_fixed)) attends over
-    /// every slot, and the mask blocks those not yet written. The step writes at slot
-    /// [`len`](Self::len); [`advance`](Self::advance) after it.
-    pub fn prepare_fixed(&mut self, new_valid: &[bool]) -> Result<AttentionMask> {
-        if self.len >= self.capacity {
-            return Err(ModelError::Invalid(format!("KV cache full: all {} slots used", self.capacity)));
-        }
-        for (b, &valid) in new_valid.iter().enumerate() {
-            self.slot_valid[b * self.capacity + self.len] = valid;
-        }
-        Ok(AttentionMask::over_slots(&self.slot_valid, self.batch, self.len, 1))
     }
 
     /// Writes this layer's new keys/values `[batch, kv_heads, 1, head_dim]` at the slot that
@@ -92,9 +90,11 @@ impl KvCache {
     }
 
     /// The slot index tensor [`write_at`](Self::write_at) takes, for the slot of the next token.
-    pub fn slot_index(&self, config: &ModelConfig, device: &Device) -> Tensor<4, Int> {
-        let shape = [self.batch, config.num_kv_heads, 1, config.head_dim];
-        Tensor::from_data(TensorData::new(vec![self.len as i64; shape.iter().product()], shape), device)
+    pub fn slot_index(&self) -> Tensor<4, Int> {
+        let keys = self.keys[0].as_ref().expect("cache layer present");
+        let [batch, kv_heads, _, head_dim] = keys.dims();
+        let shape = [batch, kv_heads, 1, head_dim];
+        Tensor::from_data(TensorData::new(vec![self.len as i64; shape.iter().product()], shape), &keys.device())
     }
 
     /// Writes this layer's new keys/values at the reserved slots and returns all slots in use.

@@ -376,7 +376,7 @@ impl DecodeInputs {
             ids: token_tensor(tokens, &device),
             rope: RopeTables::new(&model.inv_freq, positions, tokens.len(), 1, &device),
             mask: mask.to_tensor(&device),
-            slot: cache.slot_index(&model.config, &device),
+            slot: cache.slot_index(),
         }
     }
 
