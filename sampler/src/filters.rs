@@ -94,8 +94,13 @@ pub fn processed_logits(logits: Tensor<2>, params: &SamplingParams, seen: Option
 /// in (0, 1) per row). Returns the ids `[rows, 1]` and their log-probabilities under the sampling
 /// distribution `[rows, 1]`.
 pub fn choose(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32]) -> (Tensor<2, Int>, Tensor<2>) {
-    let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [uniforms.len(), 1]), &processed.device());
+    let u = uniforms_tensor(uniforms, &processed.device());
     choose_at(processed, params, u, DRAW_BLOCK)
+}
+
+/// The host's uniform numbers, one per row, as the `[rows, 1]` tensor [`choose_at`] takes.
+pub fn uniforms_tensor(uniforms: &[f32], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(uniforms.to_vec(), [uniforms.len(), 1]), device)
 }
 
 /// Tokens per block of the two-level inverse CDF: about the square root of a 150k vocabulary, so

@@ -166,7 +166,7 @@ pub fn sample_in_mode(
                 filters::choose(processed, params, &uniforms)
             }
             Pending::Fixed(fresh) => {
-                let u = Tensor::<2>::from_data(TensorData::new(uniforms, [rows.len(), 1]), &device);
+                let u = filters::uniforms_tensor(&uniforms, &device);
                 let result = match graph.as_mut() {
                     None => {
                         *inputs.borrow_mut() = Some(fresh);

@@ -7,7 +7,7 @@ use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::activation::log_softmax;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{load_model_dir, AttentionMask, Model};
-use r1kit_sampler::filters::{choose_at, inverse_cdf, processed_logits, DRAW_BLOCK};
+use r1kit_sampler::filters::{choose_at, inverse_cdf, processed_logits, uniforms_tensor, DRAW_BLOCK};
 use r1kit_sampler::rng::StreamRng;
 use r1kit_sampler::{sample, sample_in_mode, DecodeMode, FinishReason, SamplingParams};
 use serde_json::{json, Value};
@@ -167,8 +167,7 @@ fn sampling_distributions_pass_chi_square() {
         // and block edges filtered out in the top-k, top-p and min-p cases).
         for block in [DRAW_BLOCK, 3] {
             let label = format!("{label}, blocks of {block}");
-            let u = Tensor::<2>::from_data(TensorData::new(uniforms.clone(), [draws, 1]), &device);
-            let (ids, logp) = choose_at(processed_logits(x.clone(), &params, Some(&seen_t)), &params, u, block);
+            let (ids, logp) = choose_at(processed_logits(x.clone(), &params, Some(&seen_t)), &params, uniforms_tensor(&uniforms, &device), block);
             check_draws(&label, &p, ids, logp, draws);
         }
     }
@@ -190,7 +189,7 @@ fn two_level_draw_inverts_the_cdf() {
     let uniforms: Vec<f32> = (0..rows).map(|_| rng.uniform_open()).collect();
     let ids = inverse_cdf(
         Tensor::<2>::from_data(TensorData::new(probs.clone(), [rows, vocab]), &device),
-        Tensor::<2>::from_data(TensorData::new(uniforms.clone(), [rows, 1]), &device),
+        uniforms_tensor(&uniforms, &device),
         block,
     );
     let ids = ids.into_data().try_into_vec_as::<i64>().unwrap();
