@@ -23,6 +23,7 @@ use burn::tensor::FloatDType;
 
 use crate::matmul::{matmul, Gemm};
 use crate::primitive::{inner, primitive};
+use crate::row_chunks;
 
 /// Query positions per chunk: a chunk's scores are `[batch, kv_heads, groups * 512, keys]` f32.
 pub const QUERY_CHUNK: usize = 512;
@@ -97,10 +98,6 @@ impl Dims {
     fn scale(&self) -> f64 {
         1.0 / (self.hd as f64).sqrt()
     }
-    fn chunks(&self, rows: usize) -> impl Iterator<Item = (usize, usize)> {
-        let s = self.s;
-        (0..s).step_by(rows).map(move |i| (i, (i + rows).min(s)))
-    }
     /// Rows `i0..i1` of every group of a `[b, nkv, groups, s, x]` tensor, as `[b, nkv, groups * c, x]`.
     fn rows(&self, t: &Tensor<5>, i0: usize, i1: usize) -> Tensor<4> {
         let [b, nkv, g, _, x] = t.dims();
@@ -122,7 +119,7 @@ fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, shape: Sh
     let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(shape.compute);
     let (k_c, v_c) = (k.cast(shape.compute), v.cast(shape.compute));
     let (mut outputs, mut lses) = (Vec::new(), Vec::new());
-    for (i0, i1) in d.chunks(shape.chunk) {
+    for (i0, i1) in row_chunks(d.s, shape.chunk) {
         let c = i1 - i0;
         let scores = chunk_scores(&d, d.rows(&qg, i0, i1), &k_c, mask, i0, i1);
         let max = scores.clone().max_dim(4);
@@ -158,7 +155,7 @@ where
         let mut dq = Vec::new();
         let (mut dk, mut dv): (Option<Tensor<4>>, Option<Tensor<4>>) = (None, None);
         let add = |acc: Option<Tensor<4>>, x: Tensor<4>| Some(acc.map_or(x.clone(), |a| a + x));
-        for (i0, i1) in d.chunks(shape.chunk) {
+        for (i0, i1) in row_chunks(d.s, shape.chunk) {
             let c = i1 - i0;
             let q_c = d.rows(&qg, i0, i1);
             let lse_c = lse.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..1]);

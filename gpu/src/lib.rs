@@ -26,6 +26,12 @@ pub use matmul::{Gemm, matmul, matmul_through_op};
 
 use burn::prelude::{Device, Tensor};
 
+/// `(start, end)` of consecutive runs of `rows` out of `n` (the last one shorter): the chunks
+/// the autodiff ops compute in.
+pub(crate) fn row_chunks(n: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(rows).map(move |start| (start, (start + rows).min(n)))
+}
+
 /// Whether this build has the CUDA GEMM.
 pub const CUDA: bool = cfg!(feature = "cuda");
 

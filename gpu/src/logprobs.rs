@@ -20,6 +20,7 @@ use burn::tensor::{FloatDType, IndexingUpdateOp};
 
 use crate::matmul::{matmul, Gemm};
 use crate::primitive::{inner, primitive};
+use crate::row_chunks;
 
 /// How [`token_logprobs`] computes: products in `compute` (f32 results), `chunk_rows` rows of
 /// logits at a time, and whether to return each row's entropy as well.
@@ -96,7 +97,7 @@ where
         let head_c = head.clone().cast(compute);
         let mut d_hidden = Vec::new();
         let mut d_head: Option<Tensor<2>> = None;
-        for (start, end) in chunks(n, chunk_rows) {
+        for (start, end) in row_chunks(n, chunk_rows) {
             let rows = end - start;
             let h_c = hidden.clone().slice([start..end, 0..h]);
             let g = grad.clone().slice([start..end]).reshape([rows, 1]);
@@ -160,7 +161,7 @@ fn forward(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], options: Logprob
     let head_c = head.cast(compute);
     let ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
     let (mut logps, mut lses, mut entropies) = (Vec::new(), Vec::new(), Vec::new());
-    for (start, end) in chunks(n, chunk_rows) {
+    for (start, end) in row_chunks(n, chunk_rows) {
         let logits = chunk_logits(hidden.clone().slice([start..end, 0..h]), &head_c, compute);
         let max = logits.clone().max_dim(1);
         let shifted = logits.clone() - max.clone();
@@ -182,10 +183,6 @@ fn forward(hidden: Tensor<2>, head: Tensor<2>, targets: &[u32], options: Logprob
 /// `hidden_c @ head_c^T` in the compute dtype, returned in f32 `[rows, vocab]`.
 fn chunk_logits(hidden: Tensor<2>, head_c: &Tensor<2>, compute: FloatDType) -> Tensor<2> {
     matmul(hidden.cast(compute), head_c.clone().transpose()).cast(FloatDType::F32)
-}
-
-fn chunks(n: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..n).step_by(rows).map(move |start| (start, (start + rows).min(n)))
 }
 
 fn target_ids(ids: &[i64], device: &burn::prelude::Device) -> Tensor<2, Int> {
