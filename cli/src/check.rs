@@ -107,33 +107,15 @@ pub fn run(command: &CheckCommand) -> Result<()> {
 }
 
 fn check_decode_graph(device: &Device, dir: &std::path::Path, tolerance: f32) -> Result<()> {
-    use r1kit_sampler::{check::compare_modes, sample_in_mode, DecodeMode, SamplingParams};
     let model = r1kit_model::load_model_dir(dir, device)?;
-    let vocab = model.config.vocab_size as u32;
-    // 6 prompts of 3 to 13 tokens (left padding), 4 completions each
-    let prompts: Vec<Vec<u32>> = (0..6u32).map(|p| (0..3 + 2 * p).map(|i| (p * 131 + i * 17 + 5) % vocab).collect()).collect();
-    let sampled = SamplingParams { temperature: 1.0, top_p: 0.95, max_new_tokens: 24, seed: 3, ..Default::default() };
-    let eager = sample_in_mode(&model, None, &prompts, 4, &sampled, DecodeMode::Eager)?;
-    let stops: Vec<u32> = eager.iter().filter_map(|c| c.tokens.get(6).copied()).take(4).collect();
-    let cases = [
-        ("greedy", SamplingParams::greedy(24)),
-        ("T 1, top-p 0.95", sampled.clone()),
-        ("T 1 with stop ids (compaction)", SamplingParams { stop_token_ids: stops, ..sampled.clone() }),
-    ];
-    // The same rollouts after an update of every weight (a graph captured for the old weights
-    // would read them no longer: each rollout captures its own).
-    let updated = model.clone().map_parameters(|_, t| t.clone() + t * 0.05);
     let mut failed = 0;
-    for (weights, m) in [("weights", &model), ("updated weights", &updated)] {
-        for (label, params) in &cases {
-            let c = compare_modes(m, &prompts, 4, params)?;
-            let ok = c.differing == 0 && c.max_logprob_diff <= tolerance;
-            failed += !ok as usize;
-            println!(
-                "decode-graph {device:?} {weights}, {label}: {} completions, {} tokens; {} differ; max |logprob diff| {:.2e} (tolerance {tolerance:e}); eager {:.2} s, graph {:.2} s {}",
-                c.completions, c.tokens, c.differing, c.max_logprob_diff, c.eager_seconds, c.graph_seconds, if ok { "ok" } else { "FAILED" }
-            );
-        }
+    for (case, c) in r1kit_sampler::check::decode_graph_cases(&model)? {
+        let ok = c.differing == 0 && c.max_logprob_diff <= tolerance;
+        failed += !ok as usize;
+        println!(
+            "decode-graph {device:?} {case}: {} completions, {} tokens; {} differ; max |logprob diff| {:.2e} (tolerance {tolerance:e}); eager {:.2} s, graph {:.2} s {}",
+            c.completions, c.tokens, c.differing, c.max_logprob_diff, c.eager_seconds, c.graph_seconds, if ok { "ok" } else { "FAILED" }
+        );
     }
     if failed > 0 {
         bail!("decode-graph: {failed} case(s) differ between the captured and the eager decode");
