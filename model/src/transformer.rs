@@ -319,7 +319,7 @@ impl Model {
             Some((CacheAccess::Fixed(cache, slot), index)) => cache.write_at(index, k, v, slot),
             None => (k, v),
         };
-        let attn = attention(q, k, v, mask, nh / nkv, m); // [b, nh, s, hd]
+        let attn = attention(q, k, v, mask, m); // [b, nh, s, hd]
         let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
         let x = x + layer.o_proj.forward(attn, m);
         let hx = rms_norm(x.clone(), &layer.post_attention_norm, c.rms_norm_eps);
@@ -364,13 +364,7 @@ pub struct DecodeInputs {
 
 impl DecodeInputs {
     /// One token and position per row; `mask` and `slot` from the cache for this step.
-    pub fn new(
-        model: &Model,
-        tokens: &[u32],
-        positions: &[i64],
-        mask: &AttentionMask,
-        cache: &KvCache,
-    ) -> DecodeInputs {
+    pub fn new(model: &Model, tokens: &[u32], positions: &[i64], mask: &AttentionMask, cache: &KvCache) -> DecodeInputs {
         let device = model.device();
         DecodeInputs {
             ids: token_tensor(tokens, &device),
@@ -412,13 +406,14 @@ fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
 /// The `groups` query heads that share a key/value head are one batch entry of `groups x s` rows,
 /// so keys and values are never repeated per query head (at decode, that copy of the whole cache
 /// per layer and step was the larger part of the attention's memory traffic).
-fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, groups: usize, compute: FloatDType) -> Tensor<4> {
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute: FloatDType) -> Tensor<4> {
     // On a CUDA autodiff device (training): one op that keeps no S x S scores for the backward pass.
     if let Some(out) = r1kit_gpu::attention::attention(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
         return out;
     }
     let [b, nh, s, hd] = q.dims();
     let [_, nkv, t, _] = k.dims();
+    let groups = nh / nkv;
     let scale = 1.0 / (hd as f64).sqrt();
     // head h reads key/value head h / groups: [b, nh, s, hd] -> [b, nkv, groups * s, hd]
     let q = q.reshape([b, nkv, groups * s, hd]);
