@@ -55,13 +55,13 @@ where
 {
     let to_autodiff = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<B>>().ok();
     let (q, k, v, mask) = (to_autodiff(q)?, to_autodiff(k)?, to_autodiff(v)?, to_autodiff(mask)?);
-    let shape = Shape { compute, chunk: chunk.max(1) };
-    Some(Tensor::from_primitive::<Autodiff<B>>(autodiff_attention::<B, NoCheckpointing>(q, k, v, mask.primitive().clone(), shape)))
+    let settings = Settings { compute, chunk: chunk.max(1) };
+    Some(Tensor::from_primitive::<Autodiff<B>>(autodiff_attention::<B, NoCheckpointing>(q, k, v, mask.primitive().clone(), settings)))
 }
 
-/// The op's settings.
+/// The op's settings: the products' dtype and the query positions per chunk.
 #[derive(Debug, Clone, Copy)]
-struct Shape {
+struct Settings {
     compute: FloatDType,
     chunk: usize,
 }
@@ -76,7 +76,7 @@ struct Saved<B: Gemm> {
     output: FloatTensor<B>,
     /// `[b, kv_heads, groups, s, 1]`
     lse: FloatTensor<B>,
-    shape: Shape,
+    settings: Settings,
 }
 
 /// The dimensions of one call: `b`, kv heads, groups, queries, keys, head dim.
@@ -114,18 +114,18 @@ fn chunk_scores(d: &Dims, q_c: Tensor<4>, k_c: &Tensor<4>, mask: &Tensor<4>, i0:
 }
 
 /// Output `[b, kv_heads, groups, s, hd]` and log-sum-exp `[b, kv_heads, groups, s, 1]`.
-fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, shape: Shape) -> (Tensor<5>, Tensor<5>) {
+fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, settings: Settings) -> (Tensor<5>, Tensor<5>) {
     let d = Dims::of(&q, &k);
-    let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(shape.compute);
-    let (k_c, v_c) = (k.cast(shape.compute), v.cast(shape.compute));
+    let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(settings.compute);
+    let (k_c, v_c) = (k.cast(settings.compute), v.cast(settings.compute));
     let (mut outputs, mut lses) = (Vec::new(), Vec::new());
-    for (i0, i1) in row_chunks(d.s, shape.chunk) {
+    for (i0, i1) in row_chunks(d.s, settings.chunk) {
         let c = i1 - i0;
         let scores = chunk_scores(&d, d.rows(&qg, i0, i1), &k_c, mask, i0, i1);
         let max = scores.clone().max_dim(4);
         let exp = (scores - max.clone()).exp();
         let sum = exp.clone().sum_dim(4);
-        let p = (exp / sum.clone()).reshape([d.b, d.nkv, d.groups * c, d.t]).cast(shape.compute);
+        let p = (exp / sum.clone()).reshape([d.b, d.nkv, d.groups * c, d.t]).cast(settings.compute);
         outputs.push(matmul(p, v_c.clone()).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
         lses.push(max + sum.log());
     }
@@ -143,19 +143,19 @@ where
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let saved = ops.state;
-        let shape = saved.shape;
+        let settings = saved.settings;
         let q = inner::<B, 4>(checkpointer.retrieve_node_output(saved.q));
         let k = inner::<B, 4>(checkpointer.retrieve_node_output(saved.k));
         let v = inner::<B, 4>(checkpointer.retrieve_node_output(saved.v));
         let (mask, output, lse) = (inner::<B, 4>(saved.mask), inner::<B, 5>(saved.output), inner::<B, 5>(saved.lse));
         let d = Dims::of(&q, &k);
         let grad = inner::<B, 4>(grads.consume::<B>(&ops.node)).reshape([d.b, d.nkv, d.groups, d.s, d.hd]);
-        let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(shape.compute);
-        let (k_c, v_c) = (k.cast(shape.compute), v.cast(shape.compute));
+        let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(settings.compute);
+        let (k_c, v_c) = (k.cast(settings.compute), v.cast(settings.compute));
         let mut dq = Vec::new();
         let (mut dk, mut dv): (Option<Tensor<4>>, Option<Tensor<4>>) = (None, None);
         let add = |acc: Option<Tensor<4>>, x: Tensor<4>| Some(acc.map_or(x.clone(), |a| a + x));
-        for (i0, i1) in row_chunks(d.s, shape.chunk) {
+        for (i0, i1) in row_chunks(d.s, settings.chunk) {
             let c = i1 - i0;
             let q_c = d.rows(&qg, i0, i1);
             let lse_c = lse.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..1]);
@@ -163,10 +163,10 @@ where
             let do_c = grad.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..d.hd]);
             let o_c = output.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..d.hd]);
             let row_dot = (do_c.clone() * o_c).sum_dim(4);
-            let do_flat = do_c.reshape([d.b, d.nkv, d.groups * c, d.hd]).cast(shape.compute);
+            let do_flat = do_c.reshape([d.b, d.nkv, d.groups * c, d.hd]).cast(settings.compute);
             let dp = matmul(do_flat.clone(), v_c.clone().swap_dims(2, 3)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.t]);
-            let ds = ((dp - row_dot) * p.clone() * d.scale()).reshape([d.b, d.nkv, d.groups * c, d.t]).cast(shape.compute);
-            let p = p.reshape([d.b, d.nkv, d.groups * c, d.t]).cast(shape.compute);
+            let ds = ((dp - row_dot) * p.clone() * d.scale()).reshape([d.b, d.nkv, d.groups * c, d.t]).cast(settings.compute);
+            let p = p.reshape([d.b, d.nkv, d.groups * c, d.t]).cast(settings.compute);
             dq.push(matmul(ds.clone(), k_c.clone()).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
             dk = add(dk, matmul(ds.swap_dims(2, 3), q_c).cast(FloatDType::F32));
             dv = add(dv, matmul(p.swap_dims(2, 3), do_flat).cast(FloatDType::F32));
@@ -190,14 +190,14 @@ fn autodiff_attention<B: Gemm, C: CheckpointStrategy>(
     k: FloatTensor<Autodiff<B, C>>,
     v: FloatTensor<Autodiff<B, C>>,
     mask: FloatTensor<B>,
-    shape: Shape,
+    settings: Settings,
 ) -> FloatTensor<Autodiff<B, C>>
 where
     DispatchTensor: DispatchKindConversion<B>,
 {
     let (qi, ki) = (inner::<B, 4>(q.primitive().clone()), inner::<B, 4>(k.primitive().clone()));
     let d = Dims::of(&qi, &ki);
-    let (output, lse) = forward(qi, ki, inner::<B, 4>(v.primitive().clone()), &inner::<B, 4>(mask.clone()), shape);
+    let (output, lse) = forward(qi, ki, inner::<B, 4>(v.primitive().clone()), &inner::<B, 4>(mask.clone()), settings);
     let result = primitive::<B, 4>(output.clone().reshape([d.b, d.nkv * d.groups, d.s, d.hd]));
     match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
         OpsKind::Tracked(mut prep) => {
@@ -208,7 +208,7 @@ where
                 mask,
                 output: primitive::<B, 5>(output),
                 lse: primitive::<B, 5>(lse),
-                shape,
+                settings,
             };
             prep.finish(saved, result)
         }
