@@ -5,13 +5,17 @@
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-8k rollout rollout-1.5b grpo-step
-#                                          (default: info parity gemm train)
+#                                          stash smol-grpo (default: info parity gemm train)
+# `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
+# so that a later call on the still-warm machine finds them without carrying them again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 final=${OUT:-/tmp/gpu-out}
 out=/tmp/gpu-logs
 mkdir -p "$out" "$final"
-r1kit="bash .gpu/run.sh"  # the carried CUDA binary
+keep=/tmp/r1kit-keep
+r1kit="bash .gpu/run.sh"  # the carried CUDA binary, else the one an earlier call of this machine stashed
+[ -f .gpu/run.sh ] || r1kit="bash $keep/.gpu/run.sh"
 part() { # name, limit in seconds, command...
   local name=$1 limit=$2; shift 2
   echo "== $name" | tee -a "$out/summary.log"
@@ -20,6 +24,7 @@ part() { # name, limit in seconds, command...
   local rc=$?
   grep -vE "^\s*$" "$out/$name.log" | tail -n 40 | tee -a "$out/summary.log" > /dev/null
   echo "-- $name: exit $rc after $((SECONDS - t)) s" | tee -a "$out/summary.log"
+  cp "$out/summary.log" "$final/summary.log"  # what finished comes back even if the call runs out of time
 }
 # peak GPU memory of a part: nvidia-smi sampled every 100 ms beside it
 with_memory() { # name, limit, command...
@@ -58,14 +63,25 @@ for p in $parts; do
       with_memory train-1.5b-8k-bf16 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 1 --seq 8192 --compute bf16 --out "$out/train-1.5b-8k-bf16.json" ;;
     grpo-step) # issue 13 goal 2: 16 prompts x G 8, 512 tokens, 0.5B shape; TRL needs .whl carried (scripts/fetch-trl-wheels.sh)
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
-      with_memory grpo-step-trl 400 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --out "$out/grpo-step-trl.json"
-      with_memory grpo-step-r1kit 300 $r1kit bench grpo-step --device cuda --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
+      with_memory grpo-step-trl 240 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --out "$out/grpo-step-trl.json"
+      with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     rollout|rollout-1.5b) # issue 13's setting: 64 prompts x G 8, 256 prompt + 512 new tokens, T 1
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"
       with_memory $p-torch 300 python3 scripts/bench_rollout_torch.py --shape $shape $args --out "$out/$p-torch.json"
       with_memory $p-bf16 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --warmup 1 --out "$out/$p-bf16.json"
       [ "${EAGER:-1}" = 1 ] && with_memory $p-bf16-eager 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --mode eager --out "$out/$p-bf16-eager.json" ;;
+    grpo-step-trl-nogc) # TRL without its default gradient checkpointing, where memory allows
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
+      with_memory grpo-step-trl-nogc 150 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --no-gradient-checkpointing --out "$out/grpo-step-trl-nogc.json" ;;
+    stash)
+      part stash 60 bash -c "mkdir -p $keep && { [ ! -d .gpu ] || cp -r .gpu $keep/; } && { [ ! -d .carry ] || find .carry -type f -exec cp {} $keep/ \\; ; } && ls -la $keep" ;;
+    smol-grpo) # issue 13 goal 4: SmolLM2-135M (GGUF, carried in pieces) learns arithmetic by GRPO; a rerun resumes
+      gguf=$keep/SmolLM2-135M-Instruct.Q4_1.gguf
+      part smol-join 60 bash -c "[ -f $gguf ] || { cat $gguf.[0-9] > $gguf.tmp && mv $gguf.tmp $gguf; }; echo \"\$(cat $gguf.sha256)  $gguf\" | sha256sum -c"
+      with_memory smol-grpo "${SMOL_SECONDS:-480}" $r1kit grpo --config grpo/configs/smollm2-arithmetic-cuda.toml \
+        --set model.path="\"$gguf\"" --set run.out="\"$keep/smol-run\""
+      [ -d $keep/smol-run ] && tar czf "$final/smol-run.tgz" -C $keep --exclude checkpoints --exclude final smol-run ;;
     *) echo "unknown part $p" ;;
   esac
 done
