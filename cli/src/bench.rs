@@ -93,6 +93,12 @@ pub struct GrpoStepArgs {
     pub max_new_tokens: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Dtype of the matrix products: f32 | bf16 (f32 master weights), as `[model] compute`.
+    #[arg(long, default_value = "f32")]
+    pub compute: String,
+    /// Untimed steps first (kernel compilation, first allocations).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -221,7 +227,9 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
                     (model, tokenizer)
                 }
             };
-            println!("{}", r1kit_grpo::bench::bench_grpo_step(&model, &tokenizer, a.prompts, a.group, a.max_new_tokens)?);
+            let model = model.with_compute(r1kit_model::device::parse_compute_dtype(&a.compute)?);
+            println!("compute {} on {}", a.compute, a.device);
+            println!("{}", r1kit_grpo::bench::bench_grpo_step(&model, &tokenizer, a.prompts, a.group, a.max_new_tokens, a.warmup)?);
             Ok(())
         }
     }

@@ -1,5 +1,6 @@
 //! `r1kit bench grpo-step`: one full GRPO step on a given model, its time split by phase
-//! (generate, score, reference forward, policy update), on arithmetic prompts.
+//! (generate, score, reference forward, policy update), on arithmetic prompts, after warm-up steps
+//! (the first step of a process pays for kernel compilation and first allocations).
 
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ pub struct StepBench {
     pub score_s: f64,
     pub reference_s: f64,
     pub update_s: f64,
+    /// The whole of each warm-up step, seconds.
+    pub warmup_s: Vec<f64>,
 }
 
 impl std::fmt::Display for StepBench {
@@ -35,14 +38,28 @@ impl std::fmt::Display for StepBench {
         for (name, t) in [("generate", self.generate_s), ("score", self.score_s), ("reference", self.reference_s), ("update", self.update_s)] {
             writeln!(f, "  {name:<10} {t:>8.3} s  {:>5.1}%", 100.0 * t / total.max(1e-12))?;
         }
-        write!(f, "  generated {:.1} tokens/s; update {:.1} tokens/s", self.completion_tokens as f64 / self.generate_s, self.completion_tokens as f64 / self.update_s)
+        write!(f, "  generated {:.1} tokens/s; update {:.1} tokens/s", self.completion_tokens as f64 / self.generate_s, self.completion_tokens as f64 / self.update_s)?;
+        if !self.warmup_s.is_empty() {
+            write!(f, "\n  after {} warm-up step(s) of {:?} s", self.warmup_s.len(), self.warmup_s.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>())?;
+        }
+        Ok(())
     }
 }
 
-/// One step: `prompts` arithmetic prompts (R1-Zero template) x `group` completions of up to
-/// `max_new_tokens`, math + format rewards; the reference forward (as with beta > 0) is timed on
-/// its own.
-pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize) -> Result<StepBench> {
+/// `warmup` untimed steps, then one timed step: `prompts` arithmetic prompts (R1-Zero template) x
+/// `group` completions of up to `max_new_tokens`, math + format rewards; the reference forward (as
+/// with beta > 0) is timed on its own. Every step starts from `model` (updates are dropped).
+pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, warmup: usize) -> Result<StepBench> {
+    let mut warmup_s = Vec::with_capacity(warmup);
+    for _ in 0..warmup {
+        let t = Instant::now();
+        timed_step(model, tokenizer, prompts, group, max_new_tokens)?;
+        warmup_s.push(t.elapsed().as_secs_f64());
+    }
+    Ok(StepBench { warmup_s, ..timed_step(model, tokenizer, prompts, group, max_new_tokens)? })
+}
+
+fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize) -> Result<StepBench> {
     let records = r1kit_datasets::load_records(&format!("arithmetic:n={prompts},seed=5"))?;
     let template = r1kit_datasets::PromptTemplate::r1_zero();
     let items = eval_items(tokenizer, &template, &records)?;
@@ -84,5 +101,5 @@ pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, gro
     let t = Instant::now();
     let _ = policy_update(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6);
     let update_s = t.elapsed().as_secs_f64();
-    Ok(StepBench { completions: completions.len(), completion_tokens: tokens_of.iter().map(|t| t.len()).sum(), generate_s, score_s, reference_s, update_s })
+    Ok(StepBench { completions: completions.len(), completion_tokens: tokens_of.iter().map(|t| t.len()).sum(), generate_s, score_s, reference_s, update_s, warmup_s: Vec::new() })
 }
