@@ -1,13 +1,13 @@
 //! The distillation recipe (`r1kit distill --config FILE.toml`). Every key is documented here
 //! with its default; unknown keys are errors naming the key; `--set section.key=value` overrides
-//! (train's `apply_override`). The `train`, `optimizer`, `checkpoint` and `eval` sections are
-//! train's SFT sections, with the same keys.
+//! (train's `apply_override`). `teacher` and `student` are train's `[model]` section; `train`,
+//! `optimizer`, `checkpoint` and `eval` are train's SFT sections, with the same keys.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use r1kit_datasets::PromptTemplate;
-use r1kit_train::config::{apply_override, CheckpointSection, EvalSection, TrainSection};
+use r1kit_train::config::{apply_override, CheckpointSection, EvalSection, ModelSection, TrainSection};
 use r1kit_train::optim::AdamWConfig;
 use serde::{Deserialize, Serialize};
 
@@ -40,10 +40,12 @@ impl Mode {
 pub struct DistillConfig {
     /// `traces`, `logit-kd` or `on-policy`. Required.
     pub mode: Mode,
-    pub teacher: ModelRef,
+    /// The teacher: a Hugging Face directory or a GGUF file (train's `[model]` keys: path,
+    /// tokenizer, device, compute).
+    pub teacher: ModelSection,
     /// The student's starting weights and tokenizer: a Hugging Face directory (e.g. made by
     /// `r1kit init --shape qwen2.5-1.5b --tokenizer TEACHER_DIR --out DIR`).
-    pub student: ModelRef,
+    pub student: ModelSection,
     pub data: DataSection,
     #[serde(default)]
     pub generate: GenerateSection,
@@ -59,20 +61,6 @@ pub struct DistillConfig {
     pub checkpoint: CheckpointSection,
     #[serde(default)]
     pub eval: EvalSection,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelRef {
-    /// Model directory (weights, config.json, tokenizer files). Required.
-    pub path: PathBuf,
-    /// `cpu` (default) or `cuda` / `cuda:N`.
-    #[serde(default = "default_device")]
-    pub device: String,
-}
-
-fn default_device() -> String {
-    "cpu".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,14 +7,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use r1kit_datasets::{load_records, Record};
 use r1kit_model::config::ModelConfig;
-use r1kit_model::device::parse_device;
 use r1kit_model::tokenizer::Tokenizer;
-use r1kit_model::{load_model_dir, load_pretrained, save_model_dir, Model, SaveDtype};
+use r1kit_model::Model;
 use r1kit_rewards::{RewardRegistry, WeightedRewards};
 use r1kit_sampler::SamplingParams;
 use r1kit_train::accumulate::tracked;
 use r1kit_train::clip::{clip_global_norm, global_norm};
-use r1kit_train::config::{DataSection as SftDataSection, ModelSection, SftConfig};
+use r1kit_train::checkpoint::save_final_model;
+use r1kit_train::config::{DataSection as SftDataSection, SftConfig};
 use r1kit_train::data::{eval_items, tokenize_record, EvalItem};
 use r1kit_train::eval::{evaluate, write_results, EvalOptions, EvalReport};
 use r1kit_train::grads::{accumulate, collect_gradients, GradMap};
@@ -83,8 +83,7 @@ fn load_nonempty(spec: &str) -> Result<Vec<Record>> {
 fn generate_traces(config: &DistillConfig, out_dir: &Path) -> Result<(PathBuf, RejectReport)> {
     let spec = config.data.prompts.as_deref().context("data.prompts is needed to generate traces")?;
     let records = load_nonempty(spec)?;
-    let device = parse_device(&config.teacher.device)?;
-    let (teacher, tokenizer) = load_pretrained(&config.teacher.path, None, &device).with_context(|| format!("loading the teacher {}", config.teacher.path.display()))?;
+    let (teacher, tokenizer) = config.teacher.load_on(&config.teacher.device("teacher")?, "teacher")?;
     let g = &config.generate;
     let rewards = RewardRegistry::with_builtins().build_weighted(&g.rewards, &g.weights)?;
     let options = RejectOptions {
@@ -156,7 +155,7 @@ pub fn distill(config: &DistillConfig, on_step: &mut dyn FnMut(&Map<String, Valu
 fn distill_traces(config: &DistillConfig, out_dir: &Path, on_step: &mut dyn FnMut(&Map<String, Value>)) -> Result<DistillOutcome> {
     let (traces, generation) = trace_source(config, out_dir)?;
     let sft = SftConfig {
-        model: ModelSection::at(config.student.path.clone(), config.student.device.clone()),
+        model: config.student.clone(),
         data: SftDataSection {
             train: format!("jsonl:{}", traces.display()),
             heldout: None,
@@ -248,11 +247,10 @@ fn tokenize_sequences(tokenizer: &Tokenizer, config: &DistillConfig, spec: &str)
 /// Logit KD and on-policy distillation: the student's own loop (the loss is not SFT's), with
 /// train's accumulation, clipping, AdamW, schedule, metrics and evaluation.
 fn distill_logits(config: &DistillConfig, out_dir: &Path, on_step: &mut dyn FnMut(&Map<String, Value>)) -> Result<DistillOutcome> {
-    let device = parse_device(&config.student.device)?;
-    let student_tok = Tokenizer::from_dir(&config.student.path).with_context(|| format!("tokenizer of the student {}", config.student.path.display()))?;
+    let device = config.student.device("student")?;
+    let (mut master, student_tok) = config.student.load_on(&device, "student")?;
     // The teacher's logits meet the student's: both live on the student's device.
-    let (teacher, teacher_tok) = load_pretrained(&config.teacher.path, None, &device).with_context(|| format!("loading the teacher {}", config.teacher.path.display()))?;
-    let mut master = load_model_dir(&config.student.path, &device).with_context(|| format!("loading the student {}", config.student.path.display()))?;
+    let (teacher, teacher_tok) = config.teacher.load_on(&device, "teacher")?;
     student_tok.check_vocab_fits(master.config.vocab_size)?;
     check_shared_vocab(
         (&config.teacher.path.display().to_string(), &teacher_tok, teacher.config.vocab_size),
@@ -385,6 +383,6 @@ fn distill_logits(config: &DistillConfig, out_dir: &Path, on_step: &mut dyn FnMu
         on_step(&record);
     }
     let final_dir = out_dir.join("final");
-    save_model_dir(&master, &final_dir, SaveDtype::F32, Some(&config.student.path))?;
+    save_final_model(&master, &final_dir, config.student.tokenizer_dir().as_deref(), &student_tok)?;
     Ok(DistillOutcome { steps: total_steps, trained_tokens, final_loss: last_loss, eval: last_eval, generation, final_dir })
 }

@@ -227,3 +227,30 @@ fn logit_kd_and_on_policy_move_a_same_vocabulary_student_toward_the_teacher() {
         assert!(outcome.final_dir.join("model.safetensors").exists());
     }
 }
+
+#[test]
+fn teacher_and_student_take_the_model_section_keys() {
+    let root = &fixture().root;
+    let bad = distill_config("traces", &fixture().model, &root.join("bad-compute"), &["teacher.compute=\"f8\"".into()]);
+    let err = format!("{:#}", distill(&bad, &mut |_| {}).unwrap_err());
+    assert!(err.contains("teacher.compute"), "names the key: {err}");
+
+    // a student whose directory holds only weights: its tokenizer named apart, bf16 products
+    random_model(&root.join("tok-chars"), 32, 4, &root.join("student-full"));
+    let weights_only = root.join("student-weights-only");
+    std::fs::create_dir_all(&weights_only).unwrap();
+    for file in ["model.safetensors", "config.json"] {
+        std::fs::copy(root.join("student-full").join(file), weights_only.join(file)).unwrap();
+    }
+    let overrides = [
+        format!("student.tokenizer={:?}", root.join("tok-chars").display().to_string()),
+        "student.compute=\"bf16\"".into(),
+        format!("data.traces=\"jsonl:{}\"", root.join("traces.jsonl").display()),
+        "train.max_steps=2".into(),
+    ];
+    let config = distill_config("logit-kd", &weights_only, &root.join("kd-weights-only"), &overrides);
+    let outcome = distill(&config, &mut |_| {}).unwrap();
+    assert_eq!(outcome.steps, 2);
+    let saved = Tokenizer::from_dir(&outcome.final_dir).expect("the final model carries the named tokenizer");
+    assert_eq!(saved.vocab_size(), Tokenizer::from_dir(&root.join("tok-chars")).unwrap().vocab_size());
+}

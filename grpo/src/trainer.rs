@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use r1kit_model::pretrained::{load_pretrained, stop_token_ids};
+use r1kit_model::pretrained::stop_token_ids;
 use r1kit_model::tokenizer::Tokenizer;
-use r1kit_model::{Model, SaveDtype};
+use r1kit_model::Model;
 use r1kit_rewards::{RewardRegistry, WeightedRewards};
 use r1kit_sampler::{sample, Completion, FinishReason, SamplingParams};
-use r1kit_train::checkpoint::{latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, TrainerState};
+use r1kit_train::checkpoint::{latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, save_final_model, TrainerState};
 use r1kit_train::data::{eval_items, EvalItem};
 use r1kit_train::eval::{evaluate, write_results, EvalOptions, EvalReport, CORRECT_AT};
 use r1kit_train::metrics::{non_finite, MetricsLog};
@@ -69,15 +69,12 @@ struct Run<'a> {
 }
 
 pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
-    let device = r1kit_model::device::parse_device(&config.model.device)?;
+    let device = config.model.device("model")?;
     let out = config.run.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run directory", out.display()))?;
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(config)?).context("writing the resolved config")?;
 
-    let compute = r1kit_model::device::parse_compute_dtype(&config.model.compute).context("model.compute")?;
-    let (initial, tokenizer) = load_pretrained(&config.model.path, config.model.tokenizer.as_deref(), &device)
-        .with_context(|| format!("model.path {}", config.model.path.display()))?;
-    let initial = initial.with_compute(compute);
+    let (initial, tokenizer) = config.model.load_on(&device, "model")?;
     let registry = RewardRegistry::with_builtins();
     let weights = if config.rewards.weights.is_empty() { vec![1.0; config.rewards.rewards.len()] } else { config.rewards.weights.clone() };
     let rewards = registry.build_weighted(&config.rewards.rewards, &weights).context("rewards")?;
@@ -380,10 +377,7 @@ impl Run<'_> {
             }
         }
         let final_dir = self.out.join("final");
-        r1kit_model::save_model_dir(&model, &final_dir, SaveDtype::F32, self.tokenizer_dir.as_deref())?;
-        if self.tokenizer_dir.is_none() {
-            self.tokenizer.save_to_dir(&final_dir)?;
-        }
+        save_final_model(&model, &final_dir, self.tokenizer_dir.as_deref(), &self.tokenizer)?;
         Ok(GrpoSummary { steps: state.step, final_dir, initial_eval, final_eval, final_mean_reward: last_mean_reward })
     }
 

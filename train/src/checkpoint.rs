@@ -44,6 +44,16 @@ pub fn step_dir(checkpoints: &Path, step: u64) -> PathBuf {
     checkpoints.join(format!("step-{step}"))
 }
 
+/// The final model as a Hugging Face directory with its tokenizer: the tokenizer files of
+/// `tokenizer_dir`, else (a GGUF source has none) the loaded tokenizer written out.
+pub fn save_final_model(model: &Model, dir: &Path, tokenizer_dir: Option<&Path>, tokenizer: &r1kit_model::tokenizer::Tokenizer) -> Result<()> {
+    save_model_dir(model, dir, SaveDtype::F32, tokenizer_dir)?;
+    if tokenizer_dir.is_none() {
+        tokenizer.save_to_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Writes `checkpoints/step-N/` atomically: everything goes to a temporary sibling first.
 pub fn save_checkpoint(checkpoints: &Path, model: &Model, optimizer: &AdamW, state: &TrainerState, tokenizer_dir: Option<&Path>) -> Result<PathBuf> {
     let out = step_dir(checkpoints, state.step);

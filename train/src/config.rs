@@ -44,9 +44,18 @@ pub struct ModelSection {
 }
 
 impl ModelSection {
-    /// The model at `path` on `device` with the default compute dtype and no tokenizer override.
-    pub fn at(path: PathBuf, device: String) -> ModelSection {
-        ModelSection { path, tokenizer: None, device, compute: default_compute() }
+    /// The model with its tokenizer (the override, else its own) and compute dtype, on `device`;
+    /// errors name the keys of `section` (`model`, `teacher`, `student`).
+    pub fn load_on(&self, device: &r1kit_model::burn::prelude::Device, section: &str) -> Result<(r1kit_model::Model, r1kit_model::tokenizer::Tokenizer)> {
+        let compute = r1kit_model::device::parse_compute_dtype(&self.compute).with_context(|| format!("{section}.compute"))?;
+        let (model, tokenizer) = r1kit_model::load_pretrained(&self.path, self.tokenizer.as_deref(), device)
+            .with_context(|| format!("{section}.path {}", self.path.display()))?;
+        Ok((model.with_compute(compute), tokenizer))
+    }
+
+    /// The device `device` names (`section` names the key in errors).
+    pub fn device(&self, section: &str) -> Result<r1kit_model::burn::prelude::Device> {
+        r1kit_model::device::parse_device(&self.device).with_context(|| format!("{section}.device"))
     }
 
     /// The directory whose tokenizer files saved models copy: the override's (a directory, or the
