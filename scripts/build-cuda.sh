@@ -3,6 +3,7 @@
 # git-ignored folder .gpu/ with a runner script, so one `device` call with `carry: [".gpu"]` runs it:
 #   scripts/build-cuda.sh            -> .gpu/r1kit.xz + .gpu/run.sh
 #   scripts/build-cuda.sh --check    -> cargo check -p r1kit --features cuda (CI; no binary)
+#   FEATURES=fusion OUT_DIR=.gpu-fusion scripts/build-cuda.sh   -> burn's fusion on (A/B builds)
 #   on the GPU machine: bash .gpu/run.sh generate --device cuda ...
 #
 # The GPU build, and only it, uses a patched cubecl-cuda 0.11.3 (gpu/patches/: one added public
@@ -22,6 +23,8 @@ esac
 
 "$root/scripts/setup-llvm-offline.sh"
 export CUDARC_CUDA_VERSION=13000
+features=cuda${FEATURES:+,$FEATURES}
+out_dir=${OUT_DIR:-.gpu}
 cd "$root"
 
 # --- the patched cubecl-cuda
@@ -67,15 +70,15 @@ trap lock_fix EXIT
 patch_cfg="patch.crates-io.cubecl-cuda.path=\"$patched\""
 
 if [ "$mode" = check ]; then
-  cargo --config "$patch_cfg" check -p r1kit --features cuda
+  cargo --config "$patch_cfg" check -p r1kit --features "$features"
   exit 0
 fi
 
-cargo --config "$patch_cfg" build --release -p r1kit --features cuda
-mkdir -p .gpu
-strip -o .gpu/r1kit target/release/r1kit
-xz -T2 -6 -f .gpu/r1kit
-cat > .gpu/run.sh <<'RUN'
+cargo --config "$patch_cfg" build --release -p r1kit --features "$features"
+mkdir -p "$out_dir"
+strip -o "$out_dir/r1kit" target/release/r1kit
+xz -T2 -6 -f "$out_dir/r1kit"
+cat > "$out_dir/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Unpacks the carried binary once per machine and runs it with the given arguments.
 set -euo pipefail
@@ -93,5 +96,5 @@ if [ -d /usr/local/cuda/lib64 ]; then
 fi
 exec "$bin" "$@"
 RUN
-chmod +x .gpu/run.sh
-ls -la .gpu
+chmod +x "$out_dir/run.sh"
+ls -la "$out_dir"

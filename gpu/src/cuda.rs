@@ -23,7 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
 use anyhow::{Result, anyhow, bail};
-use burn_cubecl::CubeDevice;
+use burn_cubecl::{CubeBackend, CubeDevice};
 use burn_cubecl::tensor::CubeTensor;
 use cubecl_common::device::Device as _;
 use cubecl_common::device_handle::DeviceHandle;
@@ -74,7 +74,11 @@ impl Elem {
 /// `op(a) @ op(b)`; see [`crate::gemm`].
 pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) -> Result<Tensor<2>> {
     let (ca, cb) = (primitive(a, "a")?, primitive(b, "b")?);
-    Ok(Tensor::from_primitive::<Cube>(gemm_cube(&ca, &cb, transpose_a, transpose_b)?))
+    #[cfg(not(feature = "fusion"))]
+    let c = gemm_cube(&ca, &cb, transpose_a, transpose_b)?;
+    #[cfg(feature = "fusion")]
+    let c = crate::fused::gemm(&ca, &cb, transpose_a, transpose_b).ok_or_else(|| anyhow!("gemm: operands {:?} and {:?} do not multiply", ca.shape, cb.shape))?;
+    Ok(Tensor::from_primitive::<Cube>(c))
 }
 
 /// [`gemm`] on burn-cubecl primitives (what the autodiff op of `crate::matmul` calls), of any
@@ -111,12 +115,12 @@ pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_
     let device = ca.device.clone();
     let out_shape: Vec<usize> = lead.iter().copied().chain([m, n]).collect();
     if m == 0 || n == 0 || batch == 0 {
-        return Ok(Cube::float_empty(out_shape.into(), &device, dtype.into()));
+        return Ok(CubeBackend::float_empty(out_shape.into(), &device, dtype.into()));
     }
     if k == 0 {
-        return Ok(Cube::float_zeros(out_shape.into(), &device, dtype.into()));
+        return Ok(CubeBackend::float_zeros(out_shape.into(), &device, dtype.into()));
     }
-    let co = Cube::float_empty(out_shape.into(), &device, dtype.into());
+    let co = CubeBackend::float_empty(out_shape.into(), &device, dtype.into());
     let (vc, _, stride_c) = view(&co, false, "output")?;
     let g = BlasGemm::new(va, vb, vc).map_err(|e| anyhow!("gemm: {e}"))?.batched(batch, [stride_a, stride_b, stride_c]);
 
@@ -163,7 +167,7 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-fn primitive(t: Tensor<2>, name: &str) -> Result<CubeTensor> {
+fn primitive(t: Tensor<2>, name: &str) -> Result<burn::backend::tensor::FloatTensor<Cube>> {
     let autodiff = t.device().is_autodiff();
     t.try_into_primitive::<Cube>().map_err(|e| {
         if autodiff {

@@ -16,6 +16,8 @@ pub mod bench;
 pub mod check;
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "fusion")]
+mod fused;
 pub mod attention;
 pub mod layout;
 pub mod logprobs;

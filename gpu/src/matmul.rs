@@ -57,7 +57,10 @@ impl Gemm for burn::backend::Cube {
         if let Err(e) = crate::cuda::take_async_error() {
             panic!("{e}");
         }
-        crate::cuda::gemm_cube(a, b, false, false).ok()
+        #[cfg(not(feature = "fusion"))]
+        return crate::cuda::gemm_cube(a, b, false, false).ok();
+        #[cfg(feature = "fusion")]
+        return crate::fused::gemm(a, b, false, false);
     }
 }
 
