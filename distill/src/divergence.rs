@@ -13,6 +13,7 @@
 use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::activation::log_softmax;
 use r1kit_model::logprobs::token_logprobs;
+use r1kit_model::device::autodiff_like;
 use r1kit_model::{AttentionMask, Model};
 use r1kit_train::packing::PackedBatch;
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,7 @@ fn log_mix(x: Tensor<2>, a: f64, y: Tensor<2>, b: f64) -> Tensor<2> {
 
 /// Per-row divergence between the student's `student_logp` and the teacher's `teacher_logp`.
 pub fn divergence_rows(student_logp: Tensor<2>, teacher_logp: Tensor<2>, divergence: Divergence) -> Tensor<2> {
-    let teacher_logp = if student_logp.is_autodiff() { teacher_logp.detach().autodiff() } else { teacher_logp };
+    let teacher_logp = if student_logp.is_autodiff() { autodiff_like(teacher_logp.detach(), &student_logp) } else { teacher_logp };
     match divergence.kind {
         DivergenceKind::ForwardKl => kl_rows(teacher_logp, student_logp),
         DivergenceKind::ReverseKl => kl_rows(student_logp, teacher_logp),
@@ -136,7 +137,7 @@ pub fn sampled_reverse_kl_loss(student: &Model, teacher: &Model, batch: &PackedB
     let ls = token_logprobs(student, hs, &batch.targets, r1kit_model::logprobs::DEFAULT_CHUNK_ROWS);
     let ht = teacher.forward_hidden(&batch.tokens, &batch.positions, batch.batch, &mask, None);
     let lt = token_logprobs(teacher, ht, &batch.targets, r1kit_model::logprobs::DEFAULT_CHUNK_ROWS);
-    let lt = if ls.is_autodiff() { lt.autodiff() } else { lt };
+    let lt = if ls.is_autodiff() { autodiff_like(lt, &ls) } else { lt };
     let weights = Tensor::<2>::from_data(TensorData::new(batch.loss_mask.clone(), [batch.batch, batch.seq]), &student.device());
     let log_ratio = (ls.clone().detach() - lt) * weights.clone();
     let estimate = log_ratio.clone().sum().inner().into_scalar::<f32>() as f64;

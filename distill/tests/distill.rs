@@ -235,7 +235,8 @@ fn teacher_and_student_take_the_model_section_keys() {
     let err = format!("{:#}", distill(&bad, &mut |_| {}).unwrap_err());
     assert!(err.contains("teacher.compute"), "names the key: {err}");
 
-    // a student whose directory holds only weights: its tokenizer named apart, bf16 products
+    // a student whose directory holds only weights: its tokenizer named apart, bf16 products,
+    // gradient checkpointing (the teacher's log-probabilities join the student's checkpointed graph)
     random_model(&root.join("tok-chars"), 32, 4, &root.join("student-full"));
     let weights_only = root.join("student-weights-only");
     std::fs::create_dir_all(&weights_only).unwrap();
@@ -245,6 +246,7 @@ fn teacher_and_student_take_the_model_section_keys() {
     let overrides = [
         format!("student.tokenizer={:?}", root.join("tok-chars").display().to_string()),
         "student.compute=\"bf16\"".into(),
+        "train.gradient_checkpointing=true".into(),
         format!("data.traces=\"jsonl:{}\"", root.join("traces.jsonl").display()),
         "train.max_steps=2".into(),
     ];

@@ -9,7 +9,7 @@
 //! [`token_logprobs`] takes it, and the CPU tests run it on flex ([`token_logprobs_through_op`]).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
@@ -54,15 +54,25 @@ pub fn token_logprobs_through_op(hidden: &Tensor<2>, head: &Tensor<2>, targets: 
 
 fn through_op<B: Gemm>(hidden: &Tensor<2>, head: &Tensor<2>, targets: &[u32], options: LogprobOptions) -> Option<(Tensor<1>, Option<Tensor<1>>)>
 where
-    DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
+    DispatchTensor: DispatchKindConversion<B>
+        + DispatchKindConversion<Autodiff<B, NoCheckpointing>>
+        + DispatchKindConversion<Autodiff<B, BalancedCheckpointing>>,
 {
-    let (Ok(h), Ok(w)) = (hidden.clone().try_into_primitive::<Autodiff<B>>(), head.clone().try_into_primitive::<Autodiff<B>>()) else {
+    let options = LogprobOptions { chunk_rows: options.chunk_rows.max(1), ..options };
+    // A graph built with gradient checkpointing is another autodiff backend type.
+    through_op_with::<B, NoCheckpointing>(hidden, head, targets, options).or_else(|| through_op_with::<B, BalancedCheckpointing>(hidden, head, targets, options))
+}
+
+fn through_op_with<B: Gemm, C: CheckpointStrategy>(hidden: &Tensor<2>, head: &Tensor<2>, targets: &[u32], options: LogprobOptions) -> Option<(Tensor<1>, Option<Tensor<1>>)>
+where
+    DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B, C>>,
+{
+    let (Ok(h), Ok(w)) = (hidden.clone().try_into_primitive::<Autodiff<B, C>>(), head.clone().try_into_primitive::<Autodiff<B, C>>()) else {
         return None;
     };
-    let options = LogprobOptions { chunk_rows: options.chunk_rows.max(1), ..options };
-    let (logp, entropy) = autodiff_logprobs::<B, NoCheckpointing>(h, w, targets, options);
+    let (logp, entropy) = autodiff_logprobs::<B, C>(h, w, targets, options);
     let entropy = entropy.map(|e| Tensor::<1>::from_primitive::<B>(e).to_device(&hidden.device()));
-    Some((Tensor::from_primitive::<Autodiff<B>>(logp), entropy))
+    Some((Tensor::from_primitive::<Autodiff<B, C>>(logp), entropy))
 }
 
 /// What the backward pass needs besides the two inputs.
@@ -202,8 +212,9 @@ mod tests {
 
     /// Values, entropy and both gradients of `sum(w ⊙ logp)` (a weight per row), through the op or
     /// as burn's own graph.
-    fn run(use_op: bool, compute: FloatDType, chunk_rows: usize) -> [TensorData; 4] {
+    fn run(use_op: bool, compute: FloatDType, chunk_rows: usize, checkpointing: bool) -> [TensorData; 4] {
         let device = Device::default().autodiff();
+        let device = if checkpointing { device.gradient_checkpointing() } else { device };
         let (n, h, vocab) = (7, 5, 11);
         let hidden = random([n, h], 1, &device).require_grad();
         let head = random([vocab, h], 2, &device).require_grad();
@@ -227,11 +238,14 @@ mod tests {
     #[test]
     fn the_op_gives_the_graphs_values_entropy_and_gradients() {
         for (compute, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 3e-2)] {
-            let reference = run(false, compute, 1);
+            let reference = run(false, compute, 1, false);
             for chunk_rows in [1, 3, 7, 100] {
-                let ours = run(true, compute, chunk_rows);
+                let ours = run(true, compute, chunk_rows, false);
                 crate::check::assert_all_close(&["logp", "entropy", "d hidden", "d head"], &ours, &reference, tol, &format!("{compute:?}, chunks of {chunk_rows}"));
             }
+            // with gradient checkpointing the graph is another autodiff backend type: the op still runs
+            let ours = run(true, compute, 3, true);
+            crate::check::assert_all_close(&["logp", "entropy", "d hidden", "d head"], &ours, &reference, tol, &format!("{compute:?}, gradient checkpointing"));
         }
     }
 

@@ -8,7 +8,7 @@
 //! run the very same op on flex (`matmul_through_op`) and compare it with burn's matmul.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::autodiff::NodeId;
@@ -65,20 +65,26 @@ impl Gemm for burn::backend::Cube {
 }
 
 /// The product on backend `B` when both operands live there (tracked through our op on an autodiff
-/// device), `None` otherwise.
+/// device, with or without gradient checkpointing), `None` otherwise.
 fn through_op<B: Gemm, const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<Tensor<D>>
 where
-    DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
+    DispatchTensor: DispatchKindConversion<B>
+        + DispatchKindConversion<Autodiff<B, NoCheckpointing>>
+        + DispatchKindConversion<Autodiff<B, BalancedCheckpointing>>,
 {
-    if let (Ok(pa), Ok(pb)) =
-        (a.clone().try_into_primitive::<Autodiff<B>>(), b.clone().try_into_primitive::<Autodiff<B>>())
-    {
-        return autodiff_gemm::<B, NoCheckpointing>(pa, pb).map(Tensor::from_primitive::<Autodiff<B>>);
-    }
-    if let (Ok(pa), Ok(pb)) = (a.clone().try_into_primitive::<B>(), b.clone().try_into_primitive::<B>()) {
-        return B::gemm(&pa, &pb).map(Tensor::from_primitive::<B>);
-    }
-    None
+    // A graph built with gradient checkpointing is another autodiff backend type.
+    tracked_through_op::<B, NoCheckpointing, D>(a, b).or_else(|| tracked_through_op::<B, BalancedCheckpointing, D>(a, b)).or_else(|| {
+        let (pa, pb) = (a.clone().try_into_primitive::<B>().ok()?, b.clone().try_into_primitive::<B>().ok()?);
+        B::gemm(&pa, &pb).map(Tensor::from_primitive::<B>)
+    })
+}
+
+fn tracked_through_op<B: Gemm, C: CheckpointStrategy, const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<Tensor<D>>
+where
+    DispatchTensor: DispatchKindConversion<Autodiff<B, C>>,
+{
+    let (pa, pb) = (a.clone().try_into_primitive::<Autodiff<B, C>>().ok()?, b.clone().try_into_primitive::<Autodiff<B, C>>().ok()?);
+    autodiff_gemm::<B, C>(pa, pb).map(Tensor::from_primitive::<Autodiff<B, C>>)
 }
 
 #[derive(Debug)]
@@ -131,8 +137,9 @@ mod tests {
     }
 
     /// Loss `sum(w ⊙ (a @ b))` with fixed weights, so every output element gets its own gradient.
-    fn gradients(use_op: bool, transpose_b: bool, dtype: FloatDType) -> [TensorData; 3] {
+    fn gradients(use_op: bool, transpose_b: bool, dtype: FloatDType, checkpointing: bool) -> [TensorData; 3] {
         let device = Device::default().autodiff();
+        let device = if checkpointing { device.gradient_checkpointing() } else { device };
         let a = random([5, 7], 1, &device).require_grad();
         let b_param = random(if transpose_b { [3, 7] } else { [7, 3] }, 2, &device).require_grad();
         let w = random([5, 3], 3, &device);
@@ -146,10 +153,11 @@ mod tests {
 
     #[test]
     fn the_op_gives_burns_values_and_gradients() {
-        for transpose_b in [false, true] {
+        // with gradient checkpointing the graph is another autodiff backend type: the op still runs
+        for (transpose_b, checkpointing) in [(false, false), (true, false), (false, true), (true, true)] {
             for (dtype, tol) in [(FloatDType::F32, 1e-6), (FloatDType::BF16, 1e-2)] {
-                let ours = gradients(true, transpose_b, dtype);
-                let burns = gradients(false, transpose_b, dtype);
+                let ours = gradients(true, transpose_b, dtype, checkpointing);
+                let burns = gradients(false, transpose_b, dtype, false);
                 for (o, r) in ours.iter().zip(&burns) {
                     assert_eq!(o.shape(), r.shape());
                     o.assert_approx_eq::<f32>(r, Tolerance::absolute(tol));

@@ -54,6 +54,7 @@
 //! weight_decay = 0.0
 //! max_grad_norm = 1.0            # global-norm clip (0 = off)
 //! micro_batch_tokens = 4096      # padded tokens per forward/backward
+//! gradient_checkpointing = false # recompute cheap activations in the backward (less memory)
 //!
 //! [run]
 //! out = "runs/grpo"
@@ -201,6 +202,7 @@ pub struct OptimSection {
     pub weight_decay: f64,
     pub max_grad_norm: f64,
     pub micro_batch_tokens: usize,
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for OptimSection {
@@ -215,6 +217,7 @@ impl Default for OptimSection {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             micro_batch_tokens: 4096,
+            gradient_checkpointing: false,
         }
     }
 }

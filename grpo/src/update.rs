@@ -5,6 +5,7 @@
 
 use r1kit_model::burn::prelude::*;
 use r1kit_model::logprobs::{token_logprobs, token_logprobs_and_entropy, DEFAULT_CHUNK_ROWS};
+use r1kit_model::device::autodiff_like;
 use r1kit_model::{AttentionMask, Model};
 use r1kit_train::accumulate::tracked;
 use r1kit_train::clip::clip_global_norm;
@@ -119,12 +120,12 @@ pub fn micro_batch_loss(
     let hidden = model.forward_hidden(&batch.tokens, &batch.positions, batch.batch, &mask, None);
     let (logp, entropy) = token_logprobs_and_entropy(model, hidden, &batch.targets, DEFAULT_CHUNK_ROWS);
     let old = match old_logp {
-        Some(o) => o.clone().autodiff(),
+        Some(o) => autodiff_like(o.clone(), &logp),
         None => logp.clone().detach(),
     };
     let mut token_loss = clipped_surrogate(logp.clone(), old, column(advantages, &device), &config.clip);
     if let (Some(r), true) = (ref_logp, config.beta > 0.0) {
-        token_loss = token_loss + kl_estimate(logp.clone(), r.clone().autodiff(), config.kl_estimator) * config.beta;
+        token_loss = token_loss + kl_estimate(logp.clone(), autodiff_like(r.clone(), &logp), config.kl_estimator) * config.beta;
     }
     (aggregate(token_loss, mask_tensor(batch, &device), config.aggregation, step), logp, entropy)
 }

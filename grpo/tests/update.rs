@@ -145,6 +145,24 @@ fn ratio_is_exactly_one_at_the_first_iteration_and_micro_batching_changes_nothin
 }
 
 #[test]
+fn gradient_checkpointing_gives_the_same_update() {
+    // two inner iterations (pi_old from the first) and a reference: every constant that joins the
+    // checkpointed graph must carry its strategy
+    let (policy, reference, seq) = (tiny(5), tiny(6), sequences());
+    let mut cfg = config(Aggregation::SequenceMean);
+    cfg.mu = 2;
+    let adam = AdamWConfig { lr: 1e-2, eps: 1e-2, ..Default::default() };
+    let (a, stats_a) = policy_update(policy.clone(), &mut AdamW::new(adam), &seq, Some(&reference), &cfg, 1e-2);
+    let (b, stats_b) = policy_update(policy.with_gradient_checkpointing(true), &mut AdamW::new(adam), &seq, Some(&reference), &cfg, 1e-2);
+    assert!((stats_a.loss - stats_b.loss).abs() < 1e-6 && (stats_a.grad_norm - stats_b.grad_norm).abs() < 1e-5, "{stats_a:?} vs {stats_b:?}");
+    assert!(b.gradient_checkpointing, "the updated model keeps the setting");
+    for ((n, x), (_, y)) in a.parameters().into_iter().zip(b.parameters()) {
+        let (x, y) = (x.into_data().try_into_vec_as::<f32>().unwrap(), y.into_data().try_into_vec_as::<f32>().unwrap());
+        assert!(x.iter().zip(&y).all(|(p, q)| (p - q).abs() < 1e-5), "{n}");
+    }
+}
+
+#[test]
 fn positive_advantages_raise_log_probability_and_negative_lower_it() {
     use r1kit_grpo::update::batch_logprobs_of;
     let policy = tiny(5);

@@ -32,3 +32,14 @@ pub fn parse_compute_dtype(name: &str) -> Result<burn::tensor::FloatDType> {
         other => Err(ModelError::Invalid(format!("unknown compute dtype '{other}' (f32 or bf16)"))),
     }
 }
+
+/// `t` on the autodiff backend with `like`'s gradient-checkpointing strategy: the operands of one
+/// operation must share it (burn panics otherwise), so a constant joining a checkpointed graph
+/// takes the graph's strategy.
+pub fn autodiff_like<const D: usize, const E: usize>(t: burn::prelude::Tensor<D>, like: &burn::prelude::Tensor<E>) -> burn::prelude::Tensor<D> {
+    let t = t.autodiff();
+    match like.gradient_checkpointing_strategy() {
+        Some(strategy) => t.with_gradient_checkpointing_strategy(strategy),
+        None => t,
+    }
+}

@@ -85,6 +85,9 @@ pub struct Model {
     inv_freq: Vec<f32>,
     /// The dtype of the matrix products (f32 by default; bf16 for mixed precision on GPUs).
     pub compute: FloatDType,
+    /// Training graphs recompute cheap (memory-bound) activations in the backward pass instead of
+    /// keeping them: burn's balanced gradient checkpointing (see `tracked` in the train crate).
+    pub gradient_checkpointing: bool,
 }
 
 /// Name and Hugging Face shape of every parameter, in checkpoint order.
@@ -172,7 +175,7 @@ impl Model {
         let final_norm = next("model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(next("lm_head.weight")?) };
         let inv_freq = inverse_frequencies(&config);
-        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq, compute: FloatDType::F32 })
+        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq, compute: FloatDType::F32, gradient_checkpointing: false })
     }
 
     /// Every parameter with its checkpoint name, in `parameter_specs` order.
@@ -212,6 +215,12 @@ impl Model {
     /// The same weights with matrix products in `compute` (see `matmul_in`).
     pub fn with_compute(mut self, compute: FloatDType) -> Model {
         self.compute = compute;
+        self
+    }
+
+    /// The same weights, trained with or without gradient checkpointing (see the field).
+    pub fn with_gradient_checkpointing(mut self, on: bool) -> Model {
+        self.gradient_checkpointing = on;
         self
     }
 

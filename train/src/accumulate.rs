@@ -4,6 +4,7 @@
 //! micro-batch, so the summed gradient equals the gradient of the step's batch taken at once: a
 //! token mean over the step, however it is split.
 
+use r1kit_model::burn::tensor::GradientCheckpointingStrategy;
 use r1kit_model::Model;
 
 use crate::grads::{accumulate, collect_gradients, GradMap};
@@ -19,10 +20,17 @@ pub struct StepGradients {
     pub loss_tokens: usize,
 }
 
-/// The model with autodiff on and every non-frozen parameter requiring a gradient.
+/// The model with autodiff on and every non-frozen parameter requiring a gradient; with the
+/// master's `gradient_checkpointing`, the graph it builds uses burn's balanced strategy (cheap
+/// activations recomputed in the backward pass, products kept).
 pub fn tracked(master: &Model, freeze: &Freeze) -> Model {
+    let strategy = master.gradient_checkpointing.then_some(GradientCheckpointingStrategy::Balanced);
     master.clone().map_parameters(|name, t| {
         let t = t.autodiff();
+        let t = match strategy {
+            Some(s) => t.with_gradient_checkpointing_strategy(s),
+            None => t,
+        };
         if freeze.is_frozen(name) { t } else { t.require_grad() }
     })
 }
@@ -102,6 +110,19 @@ mod tests {
         // a per-micro-batch mean would weight tokens differently: make sure the test can tell
         let per_mb: f64 = split.iter().map(|m| step_gradients(&model, &Freeze::default(), std::slice::from_ref(m)).loss).sum::<f64>() / split.len() as f64;
         assert!((per_mb - a.loss).abs() > 1e-4, "per-micro-batch mean {per_mb} should differ from token mean {}", a.loss);
+    }
+
+    #[test]
+    fn gradient_checkpointing_changes_neither_loss_nor_gradients() {
+        let model = tiny_model();
+        let ex = examples();
+        let batches = micro_batches(&ex, assign_rows(&lengths(&ex), 16, false), 8, 1, 0);
+        let plain = step_gradients(&model, &Freeze::default(), &batches);
+        let checkpointed = step_gradients(&model.clone().with_gradient_checkpointing(true), &Freeze::default(), &batches);
+        let strategy = tracked(&model.with_gradient_checkpointing(true), &Freeze::default()).embed_tokens.gradient_checkpointing_strategy();
+        assert_eq!(strategy, Some(GradientCheckpointingStrategy::Balanced), "the tracked parameters carry the strategy");
+        assert!((plain.loss - checkpointed.loss).abs() < 1e-6, "{} vs {}", plain.loss, checkpointed.loss);
+        assert_grads_close(&plain.grads, &checkpointed.grads, 1e-5);
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct TrainSection {
     /// Padded tokens per forward/backward (micro-batch); a step's examples are split into as many
     /// micro-batches as this needs, without changing the gradient. Default 8192.
     pub micro_batch_tokens: usize,
+    /// Recompute cheap activations in the backward pass instead of keeping them (burn's balanced
+    /// gradient checkpointing: less memory, some more time). Default false.
+    pub gradient_checkpointing: bool,
     /// Seed of the data order and of evaluation sampling. Default 0.
     pub seed: u64,
     /// Global gradient-norm clip (0: off). Default 1.0 (TRL's max_grad_norm).
@@ -148,6 +151,7 @@ impl Default for TrainSection {
             max_steps: 0,
             examples_per_step: 16,
             micro_batch_tokens: 8192,
+            gradient_checkpointing: false,
             seed: 0,
             max_grad_norm: 1.0,
             schedule: ScheduleKind::Linear,
