@@ -44,6 +44,8 @@ enum Command {
     /// Correctness checks for a device (the GPU machine has no Rust toolchain to run the tests).
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Data parallel: one process per device (`r1kit launch --nproc 2 -- sft --config F`).
+    Launch(r1kit_dist::LaunchArgs),
 }
 
 fn main() {
@@ -62,6 +64,7 @@ fn main() {
         Command::Bench(cmd) => bench::run(&cmd),
         Command::Check(cmd) => check::run(&cmd),
         Command::Convert(args) => convert(&args),
+        Command::Launch(args) => std::env::current_exe().map_err(anyhow::Error::from).and_then(|exe| r1kit_dist::run_launch(&args, &exe)),
     };
     if let Err(e) = result {
         // One line, the whole cause chain, no backtrace: these are user-facing errors.

@@ -8,7 +8,9 @@
 //! error naming it; a rank that hangs is named after the group's timeout.
 
 pub mod group;
+pub mod launch;
 pub mod world;
 
 pub use group::Group;
+pub use launch::{LaunchArgs, run_launch};
 pub use world::World;

@@ -9,8 +9,9 @@ use crate::error::{ModelError, Result};
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::flex()),
+        // one process per GPU (r1kit launch, torchrun): a bare `cuda` is this process's own
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
+        "cuda" => Ok(Device::cuda(std::env::var("LOCAL_RANK").ok().and_then(|v| v.parse().ok()).unwrap_or(0))),
         #[cfg(feature = "cuda")]
         s if s.starts_with("cuda:") => {
             let index: usize = s[5..].parse().map_err(|_| ModelError::Invalid(format!("bad device '{s}' (cuda:N)")))?;

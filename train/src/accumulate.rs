@@ -38,7 +38,14 @@ pub fn tracked(master: &Model, freeze: &Freeze) -> Model {
 /// Gradients of the step's mean token NLL over `micro_batches`, one forward/backward each.
 pub fn step_gradients(master: &Model, freeze: &Freeze, micro_batches: &[PackedBatch]) -> StepGradients {
     let loss_tokens: usize = micro_batches.iter().map(PackedBatch::loss_tokens).sum();
-    let scale = 1.0 / loss_tokens.max(1) as f64;
+    step_gradients_over(master, freeze, micro_batches, loss_tokens)
+}
+
+/// [`step_gradients`] of this process's share of a step whose trained tokens, over all ranks,
+/// number `step_loss_tokens`: summed over the ranks, the gradients and losses are the step's.
+pub fn step_gradients_over(master: &Model, freeze: &Freeze, micro_batches: &[PackedBatch], step_loss_tokens: usize) -> StepGradients {
+    let loss_tokens: usize = micro_batches.iter().map(PackedBatch::loss_tokens).sum();
+    let scale = 1.0 / step_loss_tokens.max(1) as f64;
     let model = tracked(master, freeze);
     let mut grads = GradMap::new();
     let mut loss = 0.0;

@@ -9,6 +9,7 @@ pub mod optim;
 pub mod params;
 pub mod schedule;
 pub mod accumulate;
+pub mod data_parallel;
 pub mod loss;
 pub mod packing;
 pub mod checkpoint;

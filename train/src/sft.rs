@@ -13,10 +13,11 @@ use r1kit_rewards::RewardRegistry;
 use r1kit_sampler::SamplingParams;
 use serde_json::{json, Map, Value};
 
-use crate::accumulate::step_gradients;
+use crate::accumulate::step_gradients_over;
 use crate::checkpoint::{latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, TrainerState};
 use crate::clip::{clip_global_norm, global_norm};
 use crate::config::SftConfig;
+use crate::data_parallel::all_reduce_gradients;
 use crate::data::{eval_items, tokenize_record, EvalItem};
 use crate::eval::{evaluate, write_results, EvalOptions, EvalReport};
 use crate::loss::mean_nll;
@@ -93,6 +94,10 @@ impl Evaluator {
 /// Runs SFT as `config` says; `on_step` sees each step's metrics line (progress, tests).
 pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>)) -> Result<SftOutcome> {
     config.validate()?;
+    // Several processes (r1kit launch, torchrun): each trains on its share of every step, the
+    // gradients are summed, and rank 0 alone evaluates and writes.
+    let mut group = r1kit_dist::Group::from_env()?;
+    let main = group.as_ref().is_none_or(|g| g.world().is_main());
     let device = parse_device(&config.model.device)?;
     let compute = parse_compute_dtype(&config.model.compute).context("model.compute")?;
     let tokenizer = r1kit_model::load_tokenizer(&config.model.path, config.model.tokenizer.as_deref())
@@ -137,7 +142,9 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
     let out_dir = &config.train.out_dir;
     let checkpoints = out_dir.join("checkpoints");
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    std::fs::write(out_dir.join("config.toml"), toml::to_string_pretty(config)?).with_context(|| format!("writing {}/config.toml", out_dir.display()))?;
+    if main {
+        std::fs::write(out_dir.join("config.toml"), toml::to_string_pretty(config)?).with_context(|| format!("writing {}/config.toml", out_dir.display()))?;
+    }
 
     let resume_from = if config.train.resume { latest_checkpoint(&checkpoints)? } else { None };
     let (mut model, mut optimizer, mut state) = match &resume_from {
@@ -169,7 +176,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
     // The optimizer's hyper-parameters come from the config (a resumed run may change lr etc.).
     optimizer.config = config.optimizer;
     let mut rng = TrainRng::new(state.rng_state);
-    let mut metrics = MetricsLog::open(&out_dir.join("metrics.jsonl"), resume_from.as_ref().map(|_| state.step))?;
+    let mut metrics = if main { Some(MetricsLog::open(&out_dir.join("metrics.jsonl"), resume_from.as_ref().map(|_| state.step))?) } else { None };
     let mut order = epoch_order(train.len(), state.data_seed, state.epoch, config.data.shuffle);
     let started = Instant::now();
     let mut tokens_seen = 0usize;
@@ -196,9 +203,25 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
             continue;
         }
         let examples = chosen.len();
-        let batches = step_batches(config, chosen, pad_id);
-        let padded: usize = batches.iter().map(PackedBatch::padded_tokens).sum();
-        let mut step = step_gradients(&model, &freeze, &batches);
+        let mine = match &group {
+            Some(g) => g.world().shard(&chosen),
+            None => chosen,
+        };
+        let batches = step_batches(config, mine, pad_id);
+        // [trained tokens, padded tokens] of the whole step
+        let mut counts = [batches.iter().map(PackedBatch::loss_tokens).sum::<usize>() as f64, batches.iter().map(PackedBatch::padded_tokens).sum::<usize>() as f64];
+        if let Some(g) = &mut group {
+            g.all_reduce_sum_f64(&mut counts).context("summing the step's token counts over the ranks")?;
+        }
+        let padded = counts[1] as usize;
+        let mut step = step_gradients_over(&model, &freeze, &batches, counts[0] as usize);
+        if let Some(g) = &mut group {
+            all_reduce_gradients(g, &mut step.grads, &model, &freeze)?;
+            let mut loss = [step.loss];
+            g.all_reduce_sum_f64(&mut loss).context("summing the step's loss over the ranks")?;
+            step.loss = loss[0];
+            step.loss_tokens = counts[0] as usize;
+        }
         let grad_norm = if config.train.max_grad_norm > 0.0 { clip_global_norm(&mut step.grads, config.train.max_grad_norm) } else { global_norm(&step.grads) };
         let bad = non_finite(&[("loss", step.loss), ("grad_norm", grad_norm)]);
         if !bad.is_empty() {
@@ -227,7 +250,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
         record.insert("tokens_per_s".into(), json!(tokens_seen as f64 / elapsed.max(1e-9)));
 
         let last_step = state.step == total_steps;
-        if last_step || (config.eval.every > 0 && state.step % config.eval.every == 0) {
+        if main && (last_step || (config.eval.every > 0 && state.step % config.eval.every == 0)) {
             let (loss, report) = evaluator.run(&model, &tokenizer, rng.next_u64())?;
             if let Some(loss) = loss {
                 record.insert("heldout_loss".into(), json!(loss));
@@ -249,19 +272,23 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
         }
         state.rng_state = rng.state();
         state.metrics = Value::Object(record.clone());
-        metrics.write(&record)?;
-        if config.train.log_every > 0 && (state.step % config.train.log_every == 0 || last_step) {
+        if let Some(m) = &mut metrics {
+            m.write(&record)?;
+        }
+        if main && config.train.log_every > 0 && (state.step % config.train.log_every == 0 || last_step) {
             eprintln!("{}", progress_line(state.step, total_steps, step.loss, lr, grad_norm, tokens_seen as f64 / elapsed.max(1e-9), elapsed));
         }
         on_step(&record);
-        if last_step || (config.checkpoint.every > 0 && state.step % config.checkpoint.every == 0) {
+        if main && (last_step || (config.checkpoint.every > 0 && state.step % config.checkpoint.every == 0)) {
             save_checkpoint(&checkpoints, &model, &optimizer, &state, tokenizer_dir.as_deref())?;
             let best = if config.checkpoint.keep_best { state.best.map(|(s, _)| s) } else { None };
             prune_checkpoints(&checkpoints, config.checkpoint.keep_last, best)?;
         }
     }
     let final_dir = out_dir.join("final");
-    save_model_dir(&model, &final_dir, SaveDtype::F32, tokenizer_dir.as_deref())?;
+    if main {
+        save_model_dir(&model, &final_dir, SaveDtype::F32, tokenizer_dir.as_deref())?;
+    }
     Ok(SftOutcome { steps: state.step, final_loss: last_loss, heldout_loss: last_eval.0, eval: last_eval.1, final_dir })
 }
 
