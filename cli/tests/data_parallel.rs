@@ -140,3 +140,32 @@ fn a_killed_rank_stops_the_other_and_is_named() {
     assert!(text.contains("lost rank 1"), "rank 0 stops at its next collective, naming rank 1: {text}");
     assert!(!text.contains("killing rank 0"), "rank 0 stopped by itself within the grace period: {text}");
 }
+
+#[test]
+fn grpo_runs_on_two_ranks_with_metrics_over_both() {
+    let root = scratch("grpo");
+    setup(&root);
+    let text = format!(
+        "[model]\npath = \"{}\"\n[data]\ntrain = \"arithmetic:n=64,seed=3,digits=1,terms=2?split=train\"\nheldout = \"arithmetic:n=4,seed=3,digits=1,terms=2?split=heldout\"\n\
+         template = {{ kind = \"plain\", format = \"Q: {{prompt}}\\nA:\" }}\n[rollout]\nprompts_per_step = 3\ngroup = 4\nmax_new_tokens = 8\n\
+         [rewards]\nrewards = [\"math\", \"format\"]\n[algorithm]\nbeta = 0.05\nmu = 2\n[optimizer]\nlr = 1e-3\n[run]\nout = \"{}\"\nsteps = 2\neval_every = 0\nsamples_every = 1\n",
+        root.join("init").display(),
+        root.join("run").display()
+    );
+    let config = root.join("grpo.toml");
+    std::fs::write(&config, text).unwrap();
+    run_ok(r1kit().args(["launch", "--nproc", "2", "--", "grpo", "--config"]).arg(&config));
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(root.join("run/metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // rank 0 alone writes: the held-out line before training, then one line per step
+    assert_eq!(records.len(), 3, "{records:?}");
+    for r in &records[1..] {
+        assert_eq!(r["groups"], 3, "both ranks' groups (2 + 1) are counted: {r}");
+        assert!(r["loss"].as_f64().unwrap().is_finite() && r["grad_norm"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+    assert!(root.join("run/final/model.safetensors").exists());
+
+    // more ranks than groups: refused, naming the key
+    let out = r1kit().args(["launch", "--nproc", "4", "--grace", "5", "--", "grpo", "--config"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("rollout.prompts_per_step = 3 is fewer than the 4 ranks"), "{err}");
+}

@@ -68,6 +68,19 @@ impl Group {
         self.all_reduce(values, "all-reduce (f64)")
     }
 
+    /// Every rank's `values`, concatenated in rank order, on every rank (they may differ in length).
+    pub fn all_gather_f64(&mut self, values: &[f64]) -> Result<Vec<f64>> {
+        let mut lengths = vec![0.0; self.size()];
+        lengths[self.rank()] = values.len() as f64;
+        self.all_reduce(&mut lengths, "all-gather (lengths)")?;
+        let lengths: Vec<usize> = lengths.iter().map(|&n| n as usize).collect();
+        let start: usize = lengths[..self.rank()].iter().sum();
+        let mut all = vec![0.0; lengths.iter().sum()];
+        all[start..start + values.len()].copy_from_slice(values);
+        self.all_reduce(&mut all, "all-gather")?;
+        Ok(all)
+    }
+
     /// Returns once every rank has called it.
     pub fn barrier(&mut self) -> Result<()> {
         self.all_reduce::<f32>(&mut [], "barrier")
@@ -262,6 +275,8 @@ mod tests {
                     g.all_reduce_sum(&mut v).unwrap();
                     let mut c = [w.rank as f64 + 0.5];
                     g.all_reduce_sum_f64(&mut c).unwrap();
+                    let gathered = g.all_gather_f64(&vec![w.rank as f64; w.rank + 1]).unwrap();
+                    assert_eq!(gathered, [0.0, 1.0, 1.0, 2.0, 2.0, 2.0], "rank order, each rank's own length");
                     g.barrier().unwrap();
                     (v, c[0])
                 })

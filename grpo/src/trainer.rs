@@ -26,7 +26,7 @@ use crate::advantages::{advantages, zero_variance_groups};
 use crate::config::{reward_name, GrpoConfig, KlPlacement};
 use crate::kl::kl_estimate_scalar;
 use crate::loss::ClipConfig;
-use crate::update::{batch_logprobs_of, policy_update, StepSequences, UpdateConfig};
+use crate::update::{batch_logprobs_of, policy_update, policy_update_across, StepSequences, UpdateConfig};
 
 /// Fisher-Yates with train's seeded generator (data order and the shuffled-reward control).
 fn shuffle<T>(v: &mut [T], seed: u64) {
@@ -69,10 +69,25 @@ struct Run<'a> {
 }
 
 pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
+    // Several processes (r1kit launch, torchrun): each samples and scores its share of the step's
+    // prompts (a group never spans ranks), the update sums over the ranks, rank 0 alone evaluates
+    // and writes.
+    let group = r1kit_dist::Group::from_env()?;
+    if let Some(g) = &group {
+        if config.algorithm.dynamic_sampling {
+            bail!("algorithm.dynamic_sampling is not supported with several ranks yet (WORLD_SIZE = {})", g.size());
+        }
+        if config.rollout.prompts_per_step < g.size() {
+            bail!("rollout.prompts_per_step = {} is fewer than the {} ranks: every rank needs a group", config.rollout.prompts_per_step, g.size());
+        }
+    }
+    let main = group.as_ref().is_none_or(|g| g.world().is_main());
     let device = config.model.device("model")?;
     let out = config.run.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run directory", out.display()))?;
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(config)?).context("writing the resolved config")?;
+    if main {
+        std::fs::write(out.join("config.json"), serde_json::to_string_pretty(config)?).context("writing the resolved config")?;
+    }
 
     let (initial, tokenizer) = config.model.load_on(&device, "model")?;
     let initial = initial.with_gradient_checkpointing(config.optimizer.gradient_checkpointing);
@@ -111,7 +126,7 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
         out: out.clone(),
         tokenizer_dir,
     };
-    run.train_loop(initial, &device)
+    run.train_loop(initial, &device, group)
 }
 
 impl Run<'_> {
@@ -144,7 +159,8 @@ impl Run<'_> {
         Ok(Some(report))
     }
 
-    fn train_loop(&self, initial: Model, device: &r1kit_model::burn::prelude::Device) -> Result<GrpoSummary> {
+    fn train_loop(&self, initial: Model, device: &r1kit_model::burn::prelude::Device, mut group: Option<r1kit_dist::Group>) -> Result<GrpoSummary> {
+        let main = group.as_ref().is_none_or(|g| g.world().is_main());
         let c = self.config;
         let adam = AdamWConfig { lr: c.optimizer.lr, beta1: c.optimizer.beta1, beta2: c.optimizer.beta2, eps: c.optimizer.eps, weight_decay: c.optimizer.weight_decay };
         let schedule = Schedule { kind: c.optimizer.schedule, warmup_steps: c.optimizer.warmup_steps, total_steps: c.run.steps };
@@ -185,8 +201,8 @@ impl Run<'_> {
             ),
         };
         let resumed = state.step > 0;
-        let mut metrics = MetricsLog::open(&self.out.join("metrics.jsonl"), resumed.then_some(state.step))?;
-        let initial_eval = if resumed { None } else { self.eval(&model, "step-0")? };
+        let mut metrics = if main { Some(MetricsLog::open(&self.out.join("metrics.jsonl"), resumed.then_some(state.step))?) } else { None };
+        let initial_eval = if resumed || !main { None } else { self.eval(&model, "step-0")? };
         if let Some(e) = &initial_eval {
             eprintln!("grpo: held-out before training: accuracy {:.3}, format {:?}", e.accuracy, e.format_rate);
             let mut m = Map::new();
@@ -194,7 +210,9 @@ impl Run<'_> {
             m.insert("heldout_accuracy".into(), json!(e.accuracy));
             m.insert("heldout_format_rate".into(), json!(e.format_rate));
             m.insert("heldout_pass_at_k".into(), json!(e.pass_at_k));
-            metrics.write(&m)?;
+            if let Some(log) = &mut metrics {
+                log.write(&m)?;
+            }
         }
         let mut last_mean_reward = None;
         let mut final_eval = None;
@@ -215,8 +233,12 @@ impl Run<'_> {
                     break;
                 }
                 let indices = self.next_prompts(&mut state, need);
+                let (indices, params) = match &group {
+                    // this rank's groups, drawn with its own random stream
+                    Some(g) => (g.world().shard(&indices), SamplingParams { seed: self.sampling_params(step, round).seed ^ (g.rank() as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D), ..self.sampling_params(step, round) }),
+                    None => (indices, self.sampling_params(step, round)),
+                };
                 let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| self.train[i].prompt_tokens.clone()).collect();
-                let params = self.sampling_params(step, round);
                 let t = Instant::now();
                 let completions = sample(&model, &self.tokenizer, &prompts, c.rollout.group, &params).context("sampling rollouts")?;
                 t_generate += t.elapsed().as_secs_f64();
@@ -275,34 +297,47 @@ impl Run<'_> {
 
             let lr = schedule.lr(c.optimizer.lr, step);
             let t = Instant::now();
-            let (next, stats) = policy_update(model.clone(), &mut optimizer, &sequences, self.reference.as_ref(), &update, lr);
+            let (next, stats) = match &mut group {
+                Some(g) => policy_update_across(model.clone(), &mut optimizer, &sequences, self.reference.as_ref(), &update, lr, g)?,
+                None => policy_update(model.clone(), &mut optimizer, &sequences, self.reference.as_ref(), &update, lr),
+            };
             let t_train = t.elapsed().as_secs_f64();
 
-            // Metrics of the step.
+            // Metrics of the step, over every rank's completions.
+            let mut every = |values: Vec<f64>| -> Result<Vec<f64>> {
+                match &mut group {
+                    Some(g) => g.all_gather_f64(&values).context("gathering the step's metrics"),
+                    None => Ok(values),
+                }
+            };
             let names = self.rewards.names();
             for (k, name) in names.iter().enumerate() {
-                let v: Vec<f64> = scores.iter().map(|s| s.values[k].1).collect();
+                let v = every(scores.iter().map(|s| s.values[k].1).collect())?;
                 record.insert(format!("reward/{name}/mean"), json!(mean(&v)));
                 record.insert(format!("reward/{name}/std"), json!(std(&v)));
             }
-            let reward_mean = mean(&scores.iter().map(|s| s.total).collect::<Vec<_>>());
+            let reward_mean = mean(&every(scores.iter().map(|s| s.total).collect())?);
             last_mean_reward = Some(reward_mean);
             record.insert("reward/total/mean".into(), json!(reward_mean));
-            record.insert("accuracy".into(), json!(mean(&scores.iter().map(|s| (s.values[self.accuracy_index].1 >= CORRECT_AT) as u8 as f64).collect::<Vec<_>>())));
+            record.insert("accuracy".into(), json!(mean(&every(scores.iter().map(|s| (s.values[self.accuracy_index].1 >= CORRECT_AT) as u8 as f64).collect())?)));
             if let Some(f) = self.format_index {
-                record.insert("format_rate".into(), json!(mean(&scores.iter().map(|s| (s.values[f].1 >= CORRECT_AT) as u8 as f64).collect::<Vec<_>>())));
+                record.insert("format_rate".into(), json!(mean(&every(scores.iter().map(|s| (s.values[f].1 >= CORRECT_AT) as u8 as f64).collect())?)));
             }
+            let adv = every(adv)?;
             record.insert("advantage/mean".into(), json!(mean(&adv)));
             record.insert("advantage/std".into(), json!(std(&adv)));
             record.insert("advantage/min".into(), json!(adv.iter().cloned().fold(f64::INFINITY, f64::min)));
             record.insert("advantage/max".into(), json!(adv.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
-            let zero_var = zero_var_groups as f64 / groups_seen.max(1) as f64;
+            let group_counts = every(vec![zero_var_groups as f64, groups_seen as f64, kept.len() as f64])?;
+            let sum_of = |i: usize| group_counts.iter().skip(i).step_by(3).sum::<f64>();
+            let (zero_var_groups, groups_seen, groups) = (sum_of(0), sum_of(1), sum_of(2));
+            let zero_var = zero_var_groups / groups_seen.max(1.0);
             record.insert("zero_variance_groups".into(), json!(zero_var));
-            let lengths: Vec<f64> = all.iter().map(|x| x.tokens.len() as f64).collect();
+            let lengths = every(all.iter().map(|x| x.tokens.len() as f64).collect())?;
             record.insert("completion_length/mean".into(), json!(mean(&lengths)));
             record.insert("completion_length/min".into(), json!(lengths.iter().cloned().fold(f64::INFINITY, f64::min)));
             record.insert("completion_length/max".into(), json!(lengths.iter().cloned().fold(0.0, f64::max)));
-            let truncation = mean(&all.iter().map(|x| (x.finish_reason == FinishReason::Length) as u8 as f64).collect::<Vec<_>>());
+            let truncation = mean(&every(all.iter().map(|x| (x.finish_reason == FinishReason::Length) as u8 as f64).collect())?);
             record.insert("truncation_rate".into(), json!(truncation));
             record.insert("loss".into(), json!(stats.loss));
             record.insert("kl".into(), json!(stats.kl));
@@ -312,7 +347,7 @@ impl Run<'_> {
             record.insert("grad_norm".into(), json!(stats.grad_norm));
             record.insert("sampler_trainer_logprob_gap".into(), json!(stats.sampler_logprob_gap));
             record.insert("lr".into(), json!(lr));
-            record.insert("groups".into(), json!(kept.len()));
+            record.insert("groups".into(), json!(groups as usize));
             record.insert("time/generate_s".into(), json!(t_generate));
             record.insert("time/score_s".into(), json!(t_score));
             record.insert("time/reference_s".into(), json!(t_reference));
@@ -332,18 +367,18 @@ impl Run<'_> {
             state.optimizer_step = optimizer.step;
 
             // Alarms the user sees.
-            if truncation > 0.2 {
+            if main && truncation > 0.2 {
                 eprintln!("grpo: warning: step {}: {:.0}% of completions hit max_new_tokens ({})", step + 1, truncation * 100.0, c.rollout.max_new_tokens);
             }
-            if zero_var > 0.5 {
+            if main && zero_var > 0.5 {
                 eprintln!("grpo: warning: step {}: {:.0}% of groups have equal rewards (no learning signal)", step + 1, zero_var * 100.0);
             }
 
-            if c.run.samples_every > 0 && state.step % c.run.samples_every == 0 {
+            if main && c.run.samples_every > 0 && state.step % c.run.samples_every == 0 {
                 self.write_samples(state.step, &kept)?;
             }
             let last = state.step == c.run.steps;
-            if (c.run.eval_every > 0 && state.step % c.run.eval_every == 0) || last {
+            if main && ((c.run.eval_every > 0 && state.step % c.run.eval_every == 0) || last) {
                 if let Some(e) = self.eval(&model, &format!("step-{}", state.step))? {
                     record.insert("heldout_accuracy".into(), json!(e.accuracy));
                     record.insert("heldout_format_rate".into(), json!(e.format_rate));
@@ -357,6 +392,8 @@ impl Run<'_> {
                 }
             }
             record.insert("time/step_s".into(), json!(t_step.elapsed().as_secs_f64()));
+            state.metrics = Value::Object(record.clone());
+            let Some(log) = &mut metrics else { continue }; // the other ranks write nothing
             eprintln!(
                 "grpo step {}/{}: reward {:.3} acc {:.3} len {:.1} loss {:.4} |g| {:.3} gen {:.1}s train {:.1}s{}",
                 state.step,
@@ -370,15 +407,16 @@ impl Run<'_> {
                 t_train,
                 record.get("heldout_accuracy").and_then(Value::as_f64).map(|a| format!(" heldout {a:.3}")).unwrap_or_default()
             );
-            state.metrics = Value::Object(record.clone());
-            metrics.write(&record)?;
+            log.write(&record)?;
             if (c.run.save_every > 0 && state.step % c.run.save_every == 0) || last {
                 save_checkpoint(&self.checkpoints(), &model, &optimizer, &state, self.tokenizer_dir.as_deref())?;
                 prune_checkpoints(&self.checkpoints(), c.run.keep_last, state.best.map(|(s, _)| s))?;
             }
         }
         let final_dir = self.out.join("final");
-        save_final_model(&model, &final_dir, self.tokenizer_dir.as_deref(), &self.tokenizer)?;
+        if main {
+            save_final_model(&model, &final_dir, self.tokenizer_dir.as_deref(), &self.tokenizer)?;
+        }
         Ok(GrpoSummary { steps: state.step, final_dir, initial_eval, final_eval, final_mean_reward: last_mean_reward })
     }
 

@@ -7,7 +7,10 @@ use r1kit_model::burn::prelude::*;
 use r1kit_model::logprobs::{token_logprobs, token_logprobs_and_entropy, DEFAULT_CHUNK_ROWS};
 use r1kit_model::device::autodiff_like;
 use r1kit_model::{AttentionMask, Model};
+use anyhow::{Context, Result};
+use r1kit_dist::Group;
 use r1kit_train::accumulate::tracked;
+use r1kit_train::data_parallel::all_reduce_gradients;
 use r1kit_train::clip::clip_global_norm;
 use r1kit_train::grads::{accumulate, collect_gradients, GradMap};
 use r1kit_train::optim::AdamW;
@@ -131,20 +134,41 @@ pub fn micro_batch_loss(
 }
 
 /// Runs the update and returns the new master weights.
-pub fn policy_update(
+pub fn policy_update(master: Model, optimizer: &mut AdamW, sequences: &StepSequences, reference: Option<&Model>, config: &UpdateConfig, lr: f64) -> (Model, UpdateStats) {
+    update(master, optimizer, sequences, reference, config, lr, None).expect("a single process has no collective to fail")
+}
+
+/// [`policy_update`] of this rank's share of the step (its groups) when several processes train
+/// together: the step's counts, gradients and statistics are summed over the ranks, so every
+/// rank takes the same optimizer step.
+pub fn policy_update_across(
+    master: Model,
+    optimizer: &mut AdamW,
+    sequences: &StepSequences,
+    reference: Option<&Model>,
+    config: &UpdateConfig,
+    lr: f64,
+    group: &mut Group,
+) -> Result<(Model, UpdateStats)> {
+    update(master, optimizer, sequences, reference, config, lr, Some(group))
+}
+
+fn update(
     mut master: Model,
     optimizer: &mut AdamW,
     sequences: &StepSequences,
     reference: Option<&Model>,
     config: &UpdateConfig,
     lr: f64,
-) -> (Model, UpdateStats) {
+    mut group: Option<&mut Group>,
+) -> Result<(Model, UpdateStats)> {
     let batches = sequences.micro_batches(config.micro_batch_tokens);
-    let step = StepCounts {
-        sequences: sequences.examples.len(),
-        tokens: batches.iter().map(|(_, b)| b.loss_tokens()).sum(),
-        max_completion_length: config.max_completion_length,
-    };
+    // [sequences, trained tokens] of the whole step, every rank's
+    let mut counts = [sequences.examples.len() as f64, batches.iter().map(|(_, b)| b.loss_tokens()).sum::<usize>() as f64];
+    if let Some(g) = group.as_deref_mut() {
+        g.all_reduce_sum_f64(&mut counts).context("summing the step's counts over the ranks")?;
+    }
+    let step = StepCounts { sequences: counts[0] as usize, tokens: counts[1] as usize, max_completion_length: config.max_completion_length };
     // pi_ref without gradients; pi_old is taken from the first iteration's own forward.
     let mut old: Vec<Tensor<2>> = Vec::with_capacity(batches.len());
     let reference_logp: Option<Vec<Tensor<2>>> =
@@ -184,6 +208,13 @@ pub fn policy_update(
                 }
             }
         }
+        if let Some(g) = group.as_deref_mut() {
+            all_reduce_gradients(g, &mut grads, &master, &config.freeze)?;
+            let mut sums = [loss, kl_sum, entropy_sum, tokens as f64];
+            g.all_reduce_sum_f64(&mut sums).context("summing the step's loss over the ranks")?;
+            [loss, kl_sum, entropy_sum] = [sums[0], sums[1], sums[2]];
+            tokens = sums[3] as usize;
+        }
         stats.grad_norm = match config.max_grad_norm {
             Some(max) => clip_global_norm(&mut grads, max),
             None => r1kit_train::clip::global_norm(&grads),
@@ -195,8 +226,9 @@ pub fn policy_update(
         }
         master = optimizer.step(master, &grads, lr);
     }
+    let (mut gap_sum, mut gap_n) = (0.0, 0usize);
     if let Some(sampler) = &sequences.sampler_logprobs {
-        let (mut sum, mut n) = (0.0, 0usize);
+        let (sum, n) = (&mut gap_sum, &mut gap_n);
         for ((first, b), old) in batches.iter().zip(&old) {
             let old = host(old.clone());
             for r in 0..b.batch {
@@ -205,18 +237,23 @@ pub fn policy_update(
                 for (i, lp) in sampler[s].iter().enumerate() {
                     let at = r * b.seq + sequences.prompt_lens[s] - 1 + i;
                     if at < (r + 1) * b.seq && b.loss_mask[at] > 0.0 {
-                        sum += (old[at] - lp).abs() as f64;
-                        n += 1;
+                        *sum += (old[at] - lp).abs() as f64;
+                        *n += 1;
                     }
                 }
             }
         }
-        stats.sampler_logprob_gap = (n > 0).then(|| sum / n as f64);
     }
-
+    if let Some(g) = group.as_deref_mut() {
+        let mut sums = [low, high, clip_tokens as f64, gap_sum, gap_n as f64];
+        g.all_reduce_sum_f64(&mut sums).context("summing the step's statistics over the ranks")?;
+        [low, high, gap_sum] = [sums[0], sums[1], sums[3]];
+        [clip_tokens, gap_n] = [sums[2] as usize, sums[4] as usize];
+    }
+    stats.sampler_logprob_gap = (sequences.sampler_logprobs.is_some() && gap_n > 0).then(|| gap_sum / gap_n as f64);
     stats.clip_low = low / clip_tokens.max(1) as f64;
     stats.clip_high = high / clip_tokens.max(1) as f64;
-    (master, stats)
+    Ok((master, stats))
 }
 
 /// Log-probabilities of each completion's tokens under `model` (no gradients), one vector per
