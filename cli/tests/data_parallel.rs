@@ -10,27 +10,14 @@ use std::time::{Duration, Instant};
 
 use r1kit_model::burn::prelude::Device;
 
-fn r1kit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_r1kit"))
-}
+mod common;
 
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("r1kit-dp-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{r1kit, run_ok, scratch, tiny_model};
 
 /// A tiny model and an SFT config on generated traces (constant lr, so a resumed run with other
 /// max_steps follows the same schedule).
 fn setup(root: &Path) -> PathBuf {
-    let model = root.join("init");
-    run_ok(r1kit().args(["init", "--shape", "qwen2", "--hidden", "32", "--layers", "1", "--heads", "2", "--kv-heads", "1", "--intermediate", "64", "--vocab-size", "300", "--template", "plain", "--tokenizer-dataset", "arithmetic:n=200,seed=1,digits=1,terms=3,ops=+-,traces=true", "--out"]).arg(&model));
+    let model = tiny_model(root);
     let text = format!(
         "[model]\npath = \"{}\"\n[data]\ntrain = \"arithmetic:n=40,seed=2,digits=1,terms=2,traces=true\"\ntemplate = {{ kind = \"plain\", format = \"Q: {{prompt}}\\nA:\" }}\n\
          [train]\nexamples_per_step = 7\nmax_steps = 3\nschedule = \"constant\"\nmicro_batch_tokens = 64\nlog_every = 0\n[optimizer]\nlr = 3e-3\n[checkpoint]\nevery = 1\nkeep_last = 0\n",
@@ -73,7 +60,7 @@ fn losses(run: &Path) -> Vec<f64> {
 
 #[test]
 fn two_ranks_match_one_process_and_resume_with_another_count() {
-    let root = scratch("match");
+    let root = scratch("dp-match");
     let config = setup(&root);
     let single = root.join("single");
     run_ok(r1kit().args(["sft", "--config"]).arg(&config).args(["--set", &out_dir(&single)]));
@@ -98,7 +85,7 @@ fn two_ranks_match_one_process_and_resume_with_another_count() {
 
 #[test]
 fn a_killed_rank_stops_the_other_and_is_named() {
-    let root = scratch("kill");
+    let root = scratch("dp-kill");
     let config = setup(&root);
     let run = root.join("run");
     let mut launcher = r1kit()
@@ -143,7 +130,7 @@ fn a_killed_rank_stops_the_other_and_is_named() {
 
 #[test]
 fn grpo_runs_on_two_ranks_with_metrics_over_both() {
-    let root = scratch("grpo");
+    let root = scratch("dp-grpo");
     setup(&root);
     let text = format!(
         "[model]\npath = \"{}\"\n[data]\ntrain = \"arithmetic:n=64,seed=3,digits=1,terms=2?split=train\"\nheldout = \"arithmetic:n=4,seed=3,digits=1,terms=2?split=heldout\"\n\

@@ -2,24 +2,12 @@
 //! metrics (timings aside) and the same final weights as an uninterrupted run (CPU, same seed).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn r1kit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_r1kit"))
-}
+mod common;
 
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("r1kit-grpo-resume-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{r1kit, run_ok, scratch, tiny_model};
 
 fn config(root: &Path, model: &Path) -> PathBuf {
     let text = format!(
@@ -70,9 +58,8 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn killed_and_resumed_run_matches_uninterrupted_run() {
-    let root = scratch("main");
-    let model = root.join("init");
-    run_ok(r1kit().args(["init", "--shape", "qwen2", "--hidden", "32", "--layers", "1", "--heads", "2", "--kv-heads", "1", "--intermediate", "64", "--vocab-size", "300", "--template", "plain", "--tokenizer-dataset", "arithmetic:n=200,seed=1,digits=1,terms=3,ops=+-,traces=true", "--out"]).arg(&model));
+    let root = scratch("grpo-resume");
+    let model = tiny_model(&root);
     let cfg = config(&root, &model);
 
     let whole = root.join("whole");
