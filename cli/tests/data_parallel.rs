@@ -151,6 +151,12 @@ fn grpo_runs_on_two_ranks_with_metrics_over_both() {
     }
     assert!(root.join("run/final/model.safetensors").exists());
 
+    // dynamic sampling: the ranks agree on each resampling round
+    let dynamic = root.join("dynamic");
+    run_ok(r1kit().args(["launch", "--nproc", "2", "--", "grpo", "--config"]).arg(&config).args(["--set", &format!("run.out=\"{}\"", dynamic.display()), "--set", "algorithm.dynamic_sampling=true", "--set", "algorithm.max_resample_rounds=2"]));
+    let last: serde_json::Value = serde_json::from_str(std::fs::read_to_string(dynamic.join("metrics.jsonl")).unwrap().lines().last().unwrap()).unwrap();
+    assert!(last["groups"].as_u64().unwrap() <= 3 && last["grad_norm"].as_f64().unwrap().is_finite(), "{last}");
+
     // more ranks than groups: refused, naming the key
     let out = r1kit().args(["launch", "--nproc", "4", "--grace", "5", "--", "grpo", "--config"]).arg(&config).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

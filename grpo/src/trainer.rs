@@ -74,9 +74,6 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
     // and writes.
     let group = r1kit_dist::Group::from_env()?;
     if let Some(g) = &group {
-        if config.algorithm.dynamic_sampling {
-            bail!("algorithm.dynamic_sampling is not supported with several ranks yet (WORLD_SIZE = {})", g.size());
-        }
         if config.rollout.prompts_per_step < g.size() {
             bail!("rollout.prompts_per_step = {} is fewer than the {} ranks: every rank needs a group", config.rollout.prompts_per_step, g.size());
         }
@@ -228,7 +225,16 @@ impl Run<'_> {
             let (mut zero_var_groups, mut groups_seen) = (0usize, 0usize);
             let rounds = if c.algorithm.dynamic_sampling { 1 + c.algorithm.max_resample_rounds } else { 1 };
             for round in 0..rounds {
-                let need = c.rollout.prompts_per_step - kept.len();
+                // the groups kept so far over every rank: all ranks agree on the next round
+                let kept_so_far = match &mut group {
+                    Some(g) => {
+                        let mut n = [kept.len() as f64];
+                        g.all_reduce_sum_f64(&mut n).context("counting the groups kept over the ranks")?;
+                        n[0] as usize
+                    }
+                    None => kept.len(),
+                };
+                let need = c.rollout.prompts_per_step - kept_so_far;
                 if need == 0 {
                     break;
                 }
@@ -238,6 +244,9 @@ impl Run<'_> {
                     Some(g) => (g.world().shard(&indices), SamplingParams { seed: self.sampling_params(step, round).seed ^ (g.rank() as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D), ..self.sampling_params(step, round) }),
                     None => (indices, self.sampling_params(step, round)),
                 };
+                if indices.is_empty() {
+                    continue; // a resampling round with fewer prompts than ranks
+                }
                 let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| self.train[i].prompt_tokens.clone()).collect();
                 let t = Instant::now();
                 let completions = sample(&model, &self.tokenizer, &prompts, c.rollout.group, &params).context("sampling rollouts")?;
