@@ -83,9 +83,10 @@ cat > "$out_dir/run.sh" <<'RUN'
 # Unpacks the carried binary once per machine and runs it with the given arguments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-bin=/tmp/r1kit-gpu/r1kit
+# one unpacked binary per carried folder (.gpu, .gpu-fusion, ...)
+bin=/tmp/r1kit-gpu/$(basename "$here")/r1kit
 if [ ! -x "$bin" ] || [ "$here/r1kit.xz" -nt "$bin" ]; then
-  mkdir -p /tmp/r1kit-gpu
+  mkdir -p "$(dirname "$bin")"
   xz -dc "$here/r1kit.xz" > "$bin.tmp"
   chmod +x "$bin.tmp"
   mv "$bin.tmp" "$bin"

@@ -5,7 +5,7 @@
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
-#                                          stash smol-grpo (default: info parity gemm train)
+#                                          fusion stash smol-grpo (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
 set -uo pipefail
@@ -78,6 +78,13 @@ for p in $parts; do
     grpo-step-trl-nogc) # TRL without its default gradient checkpointing, where memory allows
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
       with_memory grpo-step-trl-nogc 150 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --no-gradient-checkpointing --out "$out/grpo-step-trl-nogc.json" ;;
+    fusion) # burn's fusion, A/B: the binary of FEATURES=fusion OUT_DIR=.gpu-fusion scripts/build-cuda.sh (carry .gpu-fusion too) against .gpu's
+      fused="bash .gpu-fusion/run.sh"
+      part fusion-sft-step 120 $fused check sft-step --device cuda
+      part fusion-decode-graph 150 $fused check decode-graph --device cuda
+      part fusion-gemm 220 $fused bench gemm --device cuda --out "$out/fusion-gemm.json"
+      with_memory fusion-train-0.5b-bf16 400 $fused bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/fusion-train-0.5b-bf16.json"
+      with_memory fusion-rollout-bf16 300 $fused bench rollout --device cuda --shape qwen2.5-0.5b --prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512 --temperature 1 --compute bf16 --warmup 1 --out "$out/fusion-rollout-bf16.json" ;;
     stash)
       part stash 60 bash -c "mkdir -p $keep && { [ ! -d .gpu ] || cp -r .gpu $keep/; } && { [ ! -d .carry ] || find .carry -type f -exec cp {} $keep/ \\; ; } && ls -la $keep" ;;
     smol-grpo) # issue 13 goal 4: SmolLM2-135M (GGUF, carried in pieces) learns arithmetic by GRPO; a rerun resumes
