@@ -228,7 +228,6 @@ fn update(
     }
     let (mut gap_sum, mut gap_n) = (0.0, 0usize);
     if let Some(sampler) = &sequences.sampler_logprobs {
-        let (sum, n) = (&mut gap_sum, &mut gap_n);
         for ((first, b), old) in batches.iter().zip(&old) {
             let old = host(old.clone());
             for r in 0..b.batch {
@@ -237,8 +236,8 @@ fn update(
                 for (i, lp) in sampler[s].iter().enumerate() {
                     let at = r * b.seq + sequences.prompt_lens[s] - 1 + i;
                     if at < (r + 1) * b.seq && b.loss_mask[at] > 0.0 {
-                        *sum += (old[at] - lp).abs() as f64;
-                        *n += 1;
+                        gap_sum += (old[at] - lp).abs() as f64;
+                        gap_n += 1;
                     }
                 }
             }
@@ -250,7 +249,7 @@ fn update(
         [low, high, gap_sum] = [sums[0], sums[1], sums[3]];
         [clip_tokens, gap_n] = [sums[2] as usize, sums[4] as usize];
     }
-    stats.sampler_logprob_gap = (sequences.sampler_logprobs.is_some() && gap_n > 0).then(|| gap_sum / gap_n as f64);
+    stats.sampler_logprob_gap = (gap_n > 0).then(|| gap_sum / gap_n as f64);
     stats.clip_low = low / clip_tokens.max(1) as f64;
     stats.clip_high = high / clip_tokens.max(1) as f64;
     Ok((master, stats))

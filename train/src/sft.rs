@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use r1kit_datasets::{DatasetSpec, Record};
-use r1kit_model::device::{parse_compute_dtype, parse_device};
+use r1kit_model::device::parse_compute_dtype;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{load_model_dir, save_model_dir, Model, SaveDtype};
 use r1kit_rewards::RewardRegistry;
@@ -98,7 +98,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
     // gradients are summed, and rank 0 alone evaluates and writes.
     let mut group = r1kit_dist::Group::from_env()?;
     let main = group.as_ref().is_none_or(|g| g.world().is_main());
-    let device = parse_device(&config.model.device)?;
+    let device = config.model.device("model")?;
     let compute = parse_compute_dtype(&config.model.compute).context("model.compute")?;
     let tokenizer = r1kit_model::load_tokenizer(&config.model.path, config.model.tokenizer.as_deref())
         .with_context(|| format!("tokenizer of {}", config.model.tokenizer.as_ref().unwrap_or(&config.model.path).display()))?;
@@ -155,7 +155,6 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
         }
         None => {
             let model = load_model_dir(&config.model.path, &device)?;
-            tokenizer.check_vocab_fits(model.config.vocab_size)?;
             let state = TrainerState {
                 step: 0,
                 epoch: 0,
