@@ -5,7 +5,7 @@
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
-#                                          fusion stash smol-grpo (default: info parity gemm train)
+#                                          ab profile-train stash smol-grpo (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
 set -uo pipefail
@@ -36,6 +36,9 @@ with_memory() { # name, limit, command...
   echo "-- $name: peak GPU memory $(sort -n "$out/$name.mem" | tail -1) MiB (nvidia-smi, whole device)" | tee -a "$out/summary.log"
 }
 parts=${*:-info parity gemm train}
+# assets are not in the working tree; the tokenizer the benches need may come packed, 2 MB instead of 11:
+#   tar cJf .carry/qwen3-tokenizer.tar.xz -C assets/tokenizers qwen3   (then carry that file)
+[ -d assets/tokenizers/qwen3 ] || [ ! -f .carry/qwen3-tokenizer.tar.xz ] || { mkdir -p assets/tokenizers && tar xJf .carry/qwen3-tokenizer.tar.xz -C assets/tokenizers; }
 for p in $parts; do
   case $p in
     info) part info 30 bash -c 'nvidia-smi; python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"' ;;
@@ -49,6 +52,7 @@ for p in $parts; do
       part gemm-torch 90 python3 gpu/bench_gemm_torch.py ;;
     train)
       with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
+      [ -f .gpu/run.sh ] || [ -f $keep/.gpu/run.sh ] || continue  # PyTorch's figure alone, for an A/B call without .gpu
       with_memory train-0.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16.json" ;;
     train-1.5b)
       with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
@@ -73,18 +77,30 @@ for p in $parts; do
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"
       with_memory $p-torch 300 python3 scripts/bench_rollout_torch.py --shape $shape $args --out "$out/$p-torch.json"
+      [ -f .gpu/run.sh ] || [ -f $keep/.gpu/run.sh ] || continue  # the reference alone, for an A/B call without .gpu
       with_memory $p-bf16 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --warmup 1 --out "$out/$p-bf16.json"
       [ "${EAGER:-1}" = 1 ] && with_memory $p-bf16-eager 300 $r1kit bench rollout --device cuda --shape $shape $args --temperature 1 --compute bf16 --mode eager --out "$out/$p-bf16-eager.json" ;;
     grpo-step-trl-nogc) # TRL without its default gradient checkpointing, where memory allows
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
       with_memory grpo-step-trl-nogc 150 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --no-gradient-checkpointing --out "$out/grpo-step-trl-nogc.json" ;;
-    fusion) # burn's fusion, A/B: the binary of FEATURES=fusion OUT_DIR=.gpu-fusion scripts/build-cuda.sh (carry .gpu-fusion too) against .gpu's
-      fused="bash .gpu-fusion/run.sh"
-      part fusion-sft-step 120 $fused check sft-step --device cuda
-      part fusion-decode-graph 150 $fused check decode-graph --device cuda
-      part fusion-gemm 220 $fused bench gemm --device cuda --out "$out/fusion-gemm.json"
-      with_memory fusion-train-0.5b-bf16 400 $fused bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/fusion-train-0.5b-bf16.json"
-      with_memory fusion-rollout-bf16 300 $fused bench rollout --device cuda --shape qwen2.5-0.5b --prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512 --temperature 1 --compute bf16 --warmup 1 --out "$out/fusion-rollout-bf16.json" ;;
+    ab) # A/B of other builds against .gpu's: AB=".gpu-autotune .gpu-fusion-autotune" (FEATURES=... OUT_DIR=.gpu-X scripts/build-cuda.sh; carry them),
+        # AB_PARTS a subset of "sft-step train grpo-step rollout decode-graph" (the default: all, in that order);
+        # the rollout's shape AB_SHAPE (qwen2.5-0.5b) and prompts AB_PROMPTS (64, x G 8)
+      for dir in ${AB:-.gpu-fusion}; do
+        v=${dir#.gpu-}; bin="bash $dir/run.sh"
+        for q in ${AB_PARTS:-sft-step train grpo-step rollout decode-graph}; do
+          case $q in
+            sft-step) part $v-sft-step 120 $bin check sft-step --device cuda ;;
+            train) with_memory $v-train-0.5b-bf16 400 $bin bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/$v-train-0.5b-bf16.json" ;;
+            grpo-step) with_memory $v-grpo-step 300 $bin bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
+            rollout) with_memory $v-rollout-bf16-${AB_SHAPE:-qwen2.5-0.5b}-${AB_PROMPTS:-64} 300 $bin bench rollout --device cuda --shape ${AB_SHAPE:-qwen2.5-0.5b} --prompts ${AB_PROMPTS:-64} --group 8 --prompt-tokens 256 --max-new-tokens 512 --temperature 1 --compute bf16 --warmup 1 --out "$out/$v-rollout-bf16-${AB_SHAPE:-qwen2.5-0.5b}-${AB_PROMPTS:-64}.json" ;;
+            decode-graph) part $v-decode-graph 150 $bin check decode-graph --device cuda ;;
+          esac
+        done
+      done ;;
+    profile-train) # where a 0.5B training micro-step's GPU time goes, per kernel (ncu: the machine has no nsys)
+      part profile-train-ncu 300 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-15000} --launch-count ${COUNT:-13000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
+      part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 ;;
     stash)
       part stash 60 bash -c "mkdir -p $keep && { [ ! -d .gpu ] || cp -r .gpu $keep/; } && { [ ! -d .carry ] || find .carry -type f -exec cp {} $keep/ \\; ; } && ls -la $keep" ;;
     smol-grpo) # issue 13 goal 4: SmolLM2-135M (GGUF, carried in pieces) learns arithmetic by GRPO; a rerun resumes
