@@ -421,6 +421,13 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute
         return out;
     }
     let [b, nh, s, hd] = q.dims();
+    // On CUDA without autodiff (a reference forward, a prefill): the op's chunks, which skip the
+    // masked keys' work; a decode step (one query) stays one plain product.
+    if s > 1 {
+        if let Some(out) = r1kit_gpu::attention::attention_untracked(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
+            return out;
+        }
+    }
     let [_, nkv, t, _] = k.dims();
     let groups = nh / nkv;
     let scale = 1.0 / (hd as f64).sqrt();
