@@ -27,7 +27,7 @@
 //! rewards = ["math", "format"]   # reward specs (see `r1kit reward --help`)
 //! weights = [1.0, 0.2]           # default: 1 each
 //! accuracy = "math"              # the reward that decides correctness (default: the first)
-//! format = "format"              # the reward counted as the format rate (optional)
+//! format = "format"              # the reward counted as the format rate (default: the one named format, if any)
 //!
 //! [algorithm]
 //! advantage = "group-zscore"     # group-zscore | group-mean (Dr. GRPO) | group-mean-batch-std | rloo
@@ -141,7 +141,7 @@ pub struct RewardsSection {
 
 impl Default for RewardsSection {
     fn default() -> Self {
-        RewardsSection { rewards: vec!["math".into(), "format".into()], weights: vec![], accuracy: None, format: Some("format".into()) }
+        RewardsSection { rewards: vec!["math".into(), "format".into()], weights: vec![], accuracy: None, format: None }
     }
 }
 
@@ -280,9 +280,9 @@ impl GrpoConfig {
         if !self.rewards.weights.is_empty() && self.rewards.weights.len() != self.rewards.rewards.len() {
             return Err(format!("rewards.weights has {} values for {} rewards", self.rewards.weights.len(), self.rewards.rewards.len()));
         }
-        for name in [&self.rewards.accuracy, &self.rewards.format].into_iter().flatten() {
-            if !self.rewards.rewards.iter().any(|r| reward_name(r) == name) {
-                return Err(format!("rewards: '{name}' is not one of rewards.rewards"));
+        for (key, name) in [("accuracy", &self.rewards.accuracy), ("format", &self.rewards.format)] {
+            if let Some(name) = name.as_deref().filter(|n| !self.rewards.rewards.iter().any(|r| reward_name(r) == *n)) {
+                return Err(format!("rewards.{key}: '{name}' is not one of rewards.rewards"));
             }
         }
         let a = &self.algorithm;
@@ -340,7 +340,13 @@ mod tests {
         let err = GrpoConfig::load(&example(), &["algorithm.epsilon=0.1".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("epsilon"), "{err:#}");
         let err = GrpoConfig::load(&example(), &["rewards.accuracy=\"code\"".into()]).unwrap_err();
-        assert!(format!("{err:#}").contains("'code' is not one of rewards.rewards"), "{err:#}");
+        assert!(format!("{err:#}").contains("rewards.accuracy: 'code' is not one of rewards.rewards"), "{err:#}");
+        let err = GrpoConfig::load(&example(), &["rewards.format=\"tag_count\"".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("rewards.format: 'tag_count' is not one of rewards.rewards"), "{err:#}");
+        // no format key and no reward named format (the default): nothing to count as the format rate, no error
+        let mut c = GrpoConfig::load(&example(), &["rewards.rewards=[\"math\", \"repetition\"]".into(), "rewards.format=\"math\"".into()]).unwrap();
+        c.rewards.format = RewardsSection::default().format;
+        c.validate().unwrap();
         let err = GrpoConfig::load(&example(), &["rollout.group=0".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("rollout.group"), "{err:#}");
     }

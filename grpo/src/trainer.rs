@@ -11,7 +11,7 @@ use r1kit_model::pretrained::stop_token_ids;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::Model;
 use r1kit_rewards::{RewardRegistry, WeightedRewards};
-use r1kit_sampler::{sample, Completion, FinishReason, SamplingParams};
+use r1kit_sampler::{sample_share, Completion, FinishReason, SamplingParams};
 use r1kit_train::checkpoint::{latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, save_final_model, TrainerState};
 use r1kit_train::data::{eval_items, EvalItem};
 use r1kit_train::eval::{evaluate, write_results, EvalOptions, EvalReport, CORRECT_AT};
@@ -93,7 +93,7 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
     let rewards = registry.build_weighted(&config.rewards.rewards, &weights).context("rewards")?;
     let names: Vec<&str> = config.rewards.rewards.iter().map(|s| reward_name(s)).collect();
     let accuracy_index = config.rewards.accuracy.as_deref().map(|a| names.iter().position(|n| *n == a).expect("validated")).unwrap_or(0);
-    let format_index = config.rewards.format.as_deref().and_then(|f| names.iter().position(|n| *n == f));
+    let format_index = names.iter().position(|n| *n == config.rewards.format.as_deref().unwrap_or("format"));
 
     let load_items = |spec: &str, what: &str| -> Result<Vec<EvalItem>> {
         let records = r1kit_datasets::load_records(spec).with_context(|| format!("data.{what} '{spec}'"))?;
@@ -239,17 +239,20 @@ impl Run<'_> {
                     break;
                 }
                 let indices = self.next_prompts(&mut state, need);
-                let (indices, params) = match &group {
-                    // this rank's groups, drawn with its own random stream
-                    Some(g) => (g.world().shard(&indices), SamplingParams { seed: self.sampling_params(step, round).seed ^ (g.rank() as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D), ..self.sampling_params(step, round) }),
-                    None => (indices, self.sampling_params(step, round)),
+                // this rank's groups, each drawn with the random streams of its place in the whole
+                // round, so the completions do not depend on the number of ranks
+                let places: Vec<usize> = (0..indices.len()).collect();
+                let (indices, places) = match &group {
+                    Some(g) => (g.world().shard(&indices), g.world().shard(&places)),
+                    None => (indices, places),
                 };
+                let params = self.sampling_params(step, round);
                 if indices.is_empty() {
                     continue; // a resampling round with fewer prompts than ranks
                 }
                 let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| self.train[i].prompt_tokens.clone()).collect();
                 let t = Instant::now();
-                let completions = sample(&model, &self.tokenizer, &prompts, c.rollout.group, &params).context("sampling rollouts")?;
+                let completions = sample_share(&model, &self.tokenizer, &prompts, &places, c.rollout.group, &params).context("sampling rollouts")?;
                 t_generate += t.elapsed().as_secs_f64();
                 let t = Instant::now();
                 let pairs: Vec<(&str, &r1kit_rewards::Record)> =

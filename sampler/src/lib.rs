@@ -96,6 +96,33 @@ pub fn sample_in_mode(
     params: &SamplingParams,
     mode: DecodeMode,
 ) -> Result<Vec<Completion>, SamplerError> {
+    sample_core(model, tokenizer, prompts, None, group, params, mode)
+}
+
+/// [`sample`] for one share of a larger batch: prompt `i`'s random streams are those of prompt
+/// `streams[i]` of the whole batch, so its completions do not depend on how the batch was split
+/// (over data-parallel ranks, say).
+pub fn sample_share(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompts: &[Vec<u32>],
+    streams: &[usize],
+    group: usize,
+    params: &SamplingParams,
+) -> Result<Vec<Completion>, SamplerError> {
+    assert_eq!(streams.len(), prompts.len(), "one stream index per prompt");
+    sample_core(model, Some(tokenizer), prompts, Some(streams), group, params, DecodeMode::for_device(&model.device()))
+}
+
+fn sample_core(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompts: &[Vec<u32>],
+    streams: Option<&[usize]>,
+    group: usize,
+    params: &SamplingParams,
+    mode: DecodeMode,
+) -> Result<Vec<Completion>, SamplerError> {
     params.validate().map_err(SamplerError::Params)?;
     if tokenizer.is_none() && !params.stop_strings.is_empty() {
         return Err(SamplerError::Params("stop strings need a tokenizer".into()));
@@ -136,7 +163,7 @@ pub fn sample_in_mode(
         .map(|c| Row {
             completion: c,
             prompt_len: prompts[c / group].len(),
-            rng: StreamRng::new(params.seed, c / group, c % group),
+            rng: StreamRng::new(params.seed, streams.map_or(c / group, |s| s[c / group]), c % group),
             finished: false,
         })
         .collect();

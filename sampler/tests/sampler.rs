@@ -9,7 +9,7 @@ use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{load_model_dir, AttentionMask, Model};
 use r1kit_sampler::filters::{choose_at, inverse_cdf, processed_logits, uniforms_tensor, DRAW_BLOCK};
 use r1kit_sampler::rng::StreamRng;
-use r1kit_sampler::{sample, sample_in_mode, DecodeMode, FinishReason, SamplingParams};
+use r1kit_sampler::{sample, sample_in_mode, sample_share, DecodeMode, FinishReason, SamplingParams};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> (Model, Value) {
@@ -290,6 +290,22 @@ fn seeded_and_unaffected_by_compaction() {
         assert!((s.logprobs.iter().zip(&full.logprobs)).all(|(x, y)| (x - y).abs() < 1e-4));
     }
     assert!(finished_early >= 3, "compaction exercised ({finished_early} rows stopped early)");
+}
+
+#[test]
+fn a_share_of_the_batch_draws_what_the_whole_batch_draws_for_it() {
+    let tok = fixture_tokenizer();
+    let (model, reference) = fixture("qwen2-tiny");
+    let prompts: Vec<Vec<u32>> = reference["greedy"].as_array().unwrap().iter().map(|g| ids(&g["prompt"])).collect();
+    assert!(prompts.len() >= 2);
+    let params = SamplingParams { temperature: 1.0, max_new_tokens: 12, seed: 7, ..Default::default() };
+    let whole = sample(&model, &tok, &prompts, 3, &params).unwrap();
+    // the second prompt alone, as a data-parallel rank would draw it
+    let share = sample_share(&model, &tok, &prompts[1..2], &[1], 3, &params).unwrap();
+    assert_eq!(share.iter().map(|c| &c.tokens).collect::<Vec<_>>(), whole[3..6].iter().map(|c| &c.tokens).collect::<Vec<_>>());
+    // without its place, the prompt gets the first prompt's streams: other draws
+    let alone = sample(&model, &tok, &prompts[1..2], 3, &params).unwrap();
+    assert_ne!(alone.iter().map(|c| &c.tokens).collect::<Vec<_>>(), whole[3..6].iter().map(|c| &c.tokens).collect::<Vec<_>>());
 }
 
 #[test]
