@@ -37,6 +37,25 @@ fn shuffle<T>(v: &mut [T], seed: u64) {
     }
 }
 
+/// Every rank's rows of `columns` values (rank order) and the sums of their `counts`, in one
+/// all-gather: each rank sends its row count, its counts, then its rows.
+fn gather_rows(group: &mut r1kit_dist::Group, columns: usize, rows: Vec<f64>, counts: [f64; 3]) -> Result<(Vec<f64>, [f64; 3])> {
+    let mut message = vec![(rows.len() / columns) as f64];
+    message.extend(counts);
+    message.extend(rows);
+    let gathered = group.all_gather_f64(&message).context("gathering the step's metrics")?;
+    let (mut rows, mut sums, mut at) = (Vec::new(), [0.0; 3], 0);
+    while at < gathered.len() {
+        let n = gathered[at] as usize;
+        for (sum, value) in sums.iter_mut().zip(&gathered[at + 1..at + 4]) {
+            *sum += value;
+        }
+        rows.extend_from_slice(&gathered[at + 4..at + 4 + n * columns]);
+        at += 4 + n * columns;
+    }
+    Ok((rows, sums))
+}
+
 /// The order of the training prompts in `epoch` (a function of seed and epoch only).
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -315,41 +334,48 @@ impl Run<'_> {
             };
             let t_train = t.elapsed().as_secs_f64();
 
-            // Metrics of the step, over every rank's completions.
-            let mut every = |values: Vec<f64>| -> Result<Vec<f64>> {
-                match &mut group {
-                    Some(g) => g.all_gather_f64(&values).context("gathering the step's metrics"),
-                    None => Ok(values),
-                }
-            };
+            // Metrics of the step, over every rank's completions: one row per completion, gathered
+            // in one message.
             let names = self.rewards.names();
+            let columns = names.len() + 6;
+            let mut rows = Vec::with_capacity(all.len() * columns);
+            for ((s, x), a) in scores.iter().zip(&all).zip(&adv) {
+                rows.extend(s.values.iter().map(|v| v.1));
+                let format_ok = self.format_index.map_or(0.0, |f| (s.values[f].1 >= CORRECT_AT) as u8 as f64);
+                let correct = (s.values[self.accuracy_index].1 >= CORRECT_AT) as u8 as f64;
+                rows.extend([s.total, correct, format_ok, *a, x.tokens.len() as f64, (x.finish_reason == FinishReason::Length) as u8 as f64]);
+            }
+            let counts = [zero_var_groups as f64, groups_seen as f64, kept.len() as f64];
+            let (rows, [zero_var_groups, groups_seen, groups]) = match &mut group {
+                Some(g) => gather_rows(g, columns, rows, counts)?,
+                None => (rows, counts),
+            };
+            let column = |j: usize| -> Vec<f64> { rows.iter().skip(j).step_by(columns).copied().collect() };
             for (k, name) in names.iter().enumerate() {
-                let v = every(scores.iter().map(|s| s.values[k].1).collect())?;
+                let v = column(k);
                 record.insert(format!("reward/{name}/mean"), json!(mean(&v)));
                 record.insert(format!("reward/{name}/std"), json!(std(&v)));
             }
-            let reward_mean = mean(&every(scores.iter().map(|s| s.total).collect())?);
+            let k = names.len();
+            let reward_mean = mean(&column(k));
             last_mean_reward = Some(reward_mean);
             record.insert("reward/total/mean".into(), json!(reward_mean));
-            record.insert("accuracy".into(), json!(mean(&every(scores.iter().map(|s| (s.values[self.accuracy_index].1 >= CORRECT_AT) as u8 as f64).collect())?)));
-            if let Some(f) = self.format_index {
-                record.insert("format_rate".into(), json!(mean(&every(scores.iter().map(|s| (s.values[f].1 >= CORRECT_AT) as u8 as f64).collect())?)));
+            record.insert("accuracy".into(), json!(mean(&column(k + 1))));
+            if self.format_index.is_some() {
+                record.insert("format_rate".into(), json!(mean(&column(k + 2))));
             }
-            let adv = every(adv)?;
+            let adv = column(k + 3);
             record.insert("advantage/mean".into(), json!(mean(&adv)));
             record.insert("advantage/std".into(), json!(std(&adv)));
             record.insert("advantage/min".into(), json!(adv.iter().cloned().fold(f64::INFINITY, f64::min)));
             record.insert("advantage/max".into(), json!(adv.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
-            let group_counts = every(vec![zero_var_groups as f64, groups_seen as f64, kept.len() as f64])?;
-            let sum_of = |i: usize| group_counts.iter().skip(i).step_by(3).sum::<f64>();
-            let (zero_var_groups, groups_seen, groups) = (sum_of(0), sum_of(1), sum_of(2));
             let zero_var = zero_var_groups / groups_seen.max(1.0);
             record.insert("zero_variance_groups".into(), json!(zero_var));
-            let lengths = every(all.iter().map(|x| x.tokens.len() as f64).collect())?;
+            let lengths = column(k + 4);
             record.insert("completion_length/mean".into(), json!(mean(&lengths)));
             record.insert("completion_length/min".into(), json!(lengths.iter().cloned().fold(f64::INFINITY, f64::min)));
             record.insert("completion_length/max".into(), json!(lengths.iter().cloned().fold(0.0, f64::max)));
-            let truncation = mean(&every(all.iter().map(|x| (x.finish_reason == FinishReason::Length) as u8 as f64).collect())?);
+            let truncation = mean(&column(k + 5));
             record.insert("truncation_rate".into(), json!(truncation));
             record.insert("loss".into(), json!(stats.loss));
             record.insert("kl".into(), json!(stats.kl));
