@@ -95,6 +95,15 @@ fi
 if [ -d /usr/local/cuda/lib64 ]; then
   export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+# NCCL (data-parallel gradients, loaded at run time): PyTorch's wheel carries libnccl.so.2, a name
+# cudarc does not try (libnccl.so, libnccl.so.13, ...), so it is linked as libnccl.so beside the binary.
+for nccl in /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl/lib /usr/local/lib/python3*/dist-packages/nvidia/nccl/lib; do
+  if [ -f "$nccl/libnccl.so.2" ]; then
+    ln -sf "$nccl/libnccl.so.2" "$(dirname "$bin")/libnccl.so"
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$bin")"
+    break
+  fi
+done
 exec "$bin" "$@"
 RUN
 chmod +x "$out_dir/run.sh"

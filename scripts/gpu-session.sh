@@ -5,7 +5,7 @@
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
-#                                          ab profile-train stash smol-grpo (default: info parity gemm train)
+#                                          ab nccl profile-train stash smol-grpo (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
 set -uo pipefail
@@ -98,6 +98,11 @@ for p in $parts; do
           esac
         done
       done ;;
+    nccl) # issue 14: NCCL's all-reduce on one GPU (one rank), and over two ranks where the machine has two GPUs
+      part nccl-1 120 $r1kit check nccl --device cuda
+      if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
+        part nccl-2 180 $r1kit launch --nproc 2 -- check nccl --device cuda
+      fi ;;
     profile-train) # where a 0.5B training micro-step's GPU time goes, per kernel (ncu: the machine has no nsys)
       part profile-train-ncu 300 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-15000} --launch-count ${COUNT:-13000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
       part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 ;;

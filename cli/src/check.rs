@@ -47,6 +47,17 @@ pub enum CheckCommand {
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f32,
     },
+    /// NCCL's all-reduce on this process's GPU: one process, or the ranks of `r1kit launch --nproc
+    /// N -- check nccl`; rank-dependent values summed and compared with the host's sum, then timed.
+    Nccl {
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// Floats per all-reduce.
+        #[arg(long, default_value_t = 64 << 20)]
+        elements: usize,
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+    },
 }
 
 /// The device a check runs on and the checkpoint it loads.
@@ -103,6 +114,20 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             Ok(())
         }
         CheckCommand::DecodeGraph { on: FixtureOnDevice { device, model }, tolerance } => check_decode_graph(&parse_device(device)?, model, *tolerance),
+        CheckCommand::Nccl { device, elements, repeats } => {
+            let c = r1kit_train::data_parallel::check_nccl(&parse_device(device)?, *elements, *repeats)?;
+            let bytes = (c.elements * 4) as f64;
+            // NCCL's bus bandwidth: what a ring all-reduce moves per rank, over the time
+            let bus = bytes * 2.0 * (c.ranks as f64 - 1.0) / c.ranks as f64 / c.seconds / 1e9;
+            println!(
+                "nccl: rank {} of {}: {} floats summed, max |error| {:e}; {:.3} ms per all-reduce ({:.1} GB/s algorithm, {:.1} GB/s bus)",
+                c.rank, c.ranks, c.elements, c.max_error, c.seconds * 1e3, bytes / c.seconds / 1e9, bus
+            );
+            if c.max_error != 0.0 {
+                bail!("nccl: the all-reduce differs from the host's sum by {:e}", c.max_error);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -40,7 +40,7 @@ use burn::tensor::{DType, Tensor};
 use crate::layout::{BlasGemm, MatrixView, batch_of, pointer_alignment};
 
 /// cubecl-cuda keeps its `compute` module private; the server is the runtime's associated type.
-type CudaServer = <CudaRuntime as Runtime>::Server;
+pub(crate) type CudaServer = <CudaRuntime as Runtime>::Server;
 
 /// cuBLASLt workspace per stream (what PyTorch uses on Hopper).
 const WORKSPACE_BYTES: usize = 32 << 20;
@@ -145,21 +145,21 @@ pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_
 /// The error a GEMM hit on the device-runner thread since the last call, if any.
 pub fn take_async_error() -> Result<()> {
     match ASYNC_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        Some(e) => bail!("gemm: a cuBLASLt GEMM failed on the device-runner thread: {e}"),
+        Some(e) => bail!("a cuBLASLt GEMM or NCCL call failed on the device-runner thread: {e}"),
         None => Ok(()),
     }
 }
 
 static ASYNC_ERROR: Mutex<Option<String>> = Mutex::new(None);
 
-fn record_async_error(e: String) {
+pub(crate) fn record_async_error(e: String) {
     let mut slot = ASYNC_ERROR.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() {
         *slot = Some(e);
     }
 }
 
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()
@@ -178,7 +178,7 @@ fn primitive(t: Tensor<2>, name: &str) -> Result<burn::backend::tensor::FloatTen
     })
 }
 
-fn cuda_device(t: &CubeTensor) -> Result<CudaDevice> {
+pub(crate) fn cuda_device(t: &CubeTensor) -> Result<CudaDevice> {
     match &t.device {
         CubeDevice::Cuda(d) => Ok(d.clone()),
         #[allow(unreachable_patterns)]
@@ -213,7 +213,7 @@ fn view(t: &CubeTensor, transpose: bool, name: &str) -> Result<(MatrixView, usiz
     Ok((view, batch, stride))
 }
 
-fn device_handle(device: &CudaDevice) -> DeviceHandle<CudaServer> {
+pub(crate) fn device_handle(device: &CudaDevice) -> DeviceHandle<CudaServer> {
     thread_local! {
         static HANDLES: RefCell<HashMap<usize, DeviceHandle<CudaServer>>> = RefCell::new(HashMap::new());
     }

@@ -18,6 +18,8 @@ pub mod check;
 mod cuda;
 #[cfg(feature = "fusion")]
 mod fused;
+#[cfg(all(feature = "cuda", not(feature = "fusion")))]
+mod nccl;
 pub mod attention;
 pub mod layout;
 pub mod logprobs;
@@ -56,8 +58,8 @@ pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) ->
     }
 }
 
-/// The error a GEMM hit on cubecl's device-runner thread since the last call (the enqueue
-/// happens there, after [`gemm`] returned). [`gemm`] checks it too.
+/// The error a GEMM or an NCCL all-reduce hit on cubecl's device-runner thread since the last
+/// call (the enqueue happens there, after [`gemm`] returned). [`gemm`] checks it too.
 pub fn take_async_error() -> anyhow::Result<()> {
     #[cfg(feature = "cuda")]
     {
@@ -66,6 +68,28 @@ pub fn take_async_error() -> anyhow::Result<()> {
     #[cfg(not(feature = "cuda"))]
     {
         Ok(())
+    }
+}
+
+/// Whether [`nccl_all_reduce_sum`] runs for tensors on `device`: a CUDA device of a CUDA build
+/// without fusion, unless `R1KIT_NCCL=0` is set (then the caller's host collective does the job).
+pub fn nccl_applies(device: &Device) -> bool {
+    cfg!(all(feature = "cuda", not(feature = "fusion"))) && is_cuda(device) && !std::env::var("R1KIT_NCCL").is_ok_and(|v| v == "0")
+}
+
+/// `t` (f32) summed over the `size` data-parallel ranks with NCCL, on burn's CUDA stream of this
+/// thread (one process per GPU). The first call joins the communicator: `exchange_id` gets rank
+/// 0's NCCL unique id on rank 0 (`None` elsewhere) and returns it on every rank. An error where
+/// [`nccl_applies`] is false.
+pub fn nccl_all_reduce_sum(t: Tensor<1>, rank: usize, size: usize, exchange_id: impl FnOnce(Option<Vec<u8>>) -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Tensor<1>> {
+    #[cfg(all(feature = "cuda", not(feature = "fusion")))]
+    {
+        nccl::all_reduce_sum(t, rank, size, exchange_id)
+    }
+    #[cfg(not(all(feature = "cuda", not(feature = "fusion"))))]
+    {
+        let _ = (t, rank, size, exchange_id);
+        anyhow::bail!("nccl: not in this build (a CUDA build without fusion has it)")
     }
 }
 

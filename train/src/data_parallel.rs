@@ -14,6 +14,9 @@ use crate::params::Freeze;
 /// absent (as in a single process); one that did on some ranks only counts zeros for the others.
 pub fn all_reduce_gradients(group: &mut Group, grads: &mut GradMap, model: &Model, freeze: &Freeze) -> Result<()> {
     let params: Vec<(String, Tensor<2>)> = model.parameters().into_iter().filter(|(name, _)| !freeze.is_frozen(name)).collect();
+    if params.first().is_some_and(|(_, t)| r1kit_gpu::nccl_applies(&t.device())) {
+        return all_reduce_on_gpus(group, grads, &params);
+    }
     // one message: a presence flag per parameter, then every gradient (zeros where absent)
     let total: usize = params.iter().map(|(_, t)| t.shape().num_elements()).sum();
     let mut flat = Vec::with_capacity(params.len() + total);
@@ -35,6 +38,80 @@ pub fn all_reduce_gradients(group: &mut Group, grads: &mut GradMap, model: &Mode
             let dims: [usize; 2] = t.shape().dims();
             grads.insert(name.clone(), Tensor::from_data(TensorData::new(mine.to_vec(), dims), &t.device()));
         }
+    }
+    Ok(())
+}
+
+/// rank 0's NCCL unique id handed to every rank over `group` (bytes in f64s: one all-gather); the
+/// id itself where there is no group (one process).
+fn exchange_nccl_id(group: Option<&mut Group>, id: Option<Vec<u8>>) -> Result<Vec<u8>> {
+    let Some(group) = group else {
+        return id.context("one process is rank 0 and makes the id");
+    };
+    let mine: Vec<f64> = id.unwrap_or_default().into_iter().map(f64::from).collect();
+    Ok(group.all_gather_f64(&mine).context("handing out NCCL's unique id")?.into_iter().map(|b| b as u8).collect())
+}
+
+/// What [`check_nccl`] measured on this rank.
+#[derive(Debug)]
+pub struct NcclCheck {
+    pub rank: usize,
+    pub ranks: usize,
+    pub elements: usize,
+    /// Largest |NCCL sum - host sum| (exact: the values are small multiples of 1/2).
+    pub max_error: f32,
+    /// Seconds per all-reduce of `elements` f32 (mean of the timed repeats, each waited for).
+    pub seconds: f64,
+}
+
+/// NCCL on this process's GPU (`device`): joins the communicator (one process, or the ranks that
+/// `r1kit launch` started), sums values that depend on the rank and compares them with the sum
+/// computed on the host, then times `repeats` all-reduces of `elements` floats.
+pub fn check_nccl(device: &Device, elements: usize, repeats: usize) -> Result<NcclCheck> {
+    if !r1kit_gpu::nccl_applies(device) {
+        anyhow::bail!("nccl: needs a CUDA device in a CUDA build without fusion (and R1KIT_NCCL unset), got {device:?}");
+    }
+    let mut group = Group::from_env()?;
+    let (rank, ranks) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
+    let value = |i: usize, r: usize| (i % 97) as f32 * 0.5 + r as f32;
+    let mine: Vec<f32> = (0..elements).map(|i| value(i, rank)).collect();
+    let t = Tensor::<1>::from_data(TensorData::new(mine, [elements]), device);
+    let sum = r1kit_gpu::nccl_all_reduce_sum(t.clone(), rank, ranks, |id| exchange_nccl_id(group.as_mut(), id))?;
+    let got = sum.try_into_vec_as::<f32>().map_err(|e| anyhow::anyhow!("nccl: reading the sum back: {e:?}"))?;
+    let max_error = got.iter().enumerate().map(|(i, &x)| (x - (0..ranks).map(|r| value(i, r)).sum::<f32>()).abs()).fold(0.0, f32::max);
+    r1kit_gpu::take_async_error()?;
+    let started = std::time::Instant::now();
+    for _ in 0..repeats {
+        let sum = r1kit_gpu::nccl_all_reduce_sum(t.clone(), rank, ranks, |_| unreachable!("joined above"))?;
+        let _ = sum.slice([0..1]).try_into_vec_as::<f32>(); // waits for the all-reduce
+    }
+    r1kit_gpu::take_async_error()?;
+    Ok(NcclCheck { rank, ranks, elements, max_error, seconds: started.elapsed().as_secs_f64() / repeats.max(1) as f64 })
+}
+
+/// [`all_reduce_gradients`] on GPUs: the presence flags over the host collective (which also names
+/// a dead rank), the gradients as one bucket through NCCL, never leaving the GPU.
+fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String, Tensor<2>)]) -> Result<()> {
+    let mut present: Vec<f32> = params.iter().map(|(name, _)| grads.contains_key(name) as u8 as f32).collect();
+    group.all_reduce_sum(&mut present).context("summing which gradients the ranks have")?;
+    let parts: Vec<Tensor<1>> = params
+        .iter()
+        .map(|(name, t)| {
+            let n = t.shape().num_elements();
+            grads.get(name).map_or_else(|| Tensor::zeros([n], &t.device()), |g| g.clone().reshape([n]))
+        })
+        .collect();
+    let (rank, size) = (group.rank(), group.size());
+    let sum = r1kit_gpu::nccl_all_reduce_sum(Tensor::cat(parts, 0), rank, size, |id| exchange_nccl_id(Some(group), id)).context("summing the gradients over the ranks (NCCL)")?;
+    grads.clear();
+    let mut at = 0;
+    for ((name, t), &seen) in params.iter().zip(&present) {
+        let n = t.shape().num_elements();
+        if seen > 0.0 {
+            let dims: [usize; 2] = t.shape().dims();
+            grads.insert(name.clone(), sum.clone().slice([at..at + n]).reshape(dims));
+        }
+        at += n;
     }
     Ok(())
 }
