@@ -62,10 +62,13 @@ for p in $parts; do
         with_memory train-0.5b-bf16-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --out "$out/train-0.5b-bf16-mb$mb.json"
       done
       with_memory train-1.5b-bf16-mb2 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 2 --compute bf16 --out "$out/train-1.5b-bf16-mb2.json" ;;
-    train-ckpt) # burn's balanced gradient checkpointing: memory against the plain run, and the larger micro-batch it allows
-      for mb in 1 4; do
-        with_memory train-0.5b-bf16-ckpt-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --gradient-checkpointing --out "$out/train-0.5b-bf16-ckpt-mb$mb.json"
-      done ;;
+    train-ckpt) # gradient checkpointing (ops: burn's balanced strategy; blocks: each block recomputed): memory and speed against the plain run
+      for mode in ops blocks; do
+        for mb in 1 4; do
+          with_memory train-0.5b-bf16-$mode-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --checkpointing $mode --out "$out/train-0.5b-bf16-$mode-mb$mb.json"
+        done
+      done
+      with_memory train-1.5b-8k-blocks 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 1 --seq 8192 --compute bf16 --checkpointing blocks --out "$out/train-1.5b-8k-blocks.json" ;;
     train-8k) # goal 3: one 1.5B-shape sequence of 8,192 tokens (the attention keeps no S x S scores)
       with_memory train-torch-1.5b-8k 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 1 --seq 8192 --out "$out/train-torch-1.5b-8k.json"
       with_memory train-1.5b-8k-bf16 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 1 --seq 8192 --compute bf16 --out "$out/train-1.5b-8k-bf16.json" ;;

@@ -67,9 +67,10 @@ pub struct TrainArgs {
     /// Compute dtype of the matrix products (f32 master weights either way): f32 or bf16.
     #[arg(long, default_value = "f32")]
     pub compute: String,
-    /// Burn's balanced gradient checkpointing (cheap activations recomputed in the backward).
-    #[arg(long)]
-    pub gradient_checkpointing: bool,
+    /// Gradient checkpointing: off, ops (burn's balanced strategy: cheap activations recomputed
+    /// in the backward) or blocks (each transformer block recomputed from its input).
+    #[arg(long, default_value = "off")]
+    pub checkpointing: r1kit_model::Checkpointing,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Also write the figures as JSON here.
@@ -203,7 +204,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
                 config.vocab_size = vocab;
             }
             let compute = r1kit_model::device::parse_compute_dtype(&a.compute)?;
-            let r = r1kit_train::bench::bench_train(config, &device, compute, a.gradient_checkpointing, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
+            let r = r1kit_train::bench::bench_train(config, &device, compute, a.checkpointing, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
             println!(
                 "bench train {} on {device:?} ({} products): {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}; forward + backward {:.3} s, clip + AdamW the rest); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
                 a.shape, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,

@@ -249,7 +249,7 @@ fn tokenize_sequences(tokenizer: &Tokenizer, config: &DistillConfig, spec: &str)
 fn distill_logits(config: &DistillConfig, out_dir: &Path, on_step: &mut dyn FnMut(&Map<String, Value>)) -> Result<DistillOutcome> {
     let device = config.student.device("student")?;
     let (master, student_tok) = config.student.load_on(&device, "student")?;
-    let mut master = master.with_gradient_checkpointing(config.train.gradient_checkpointing);
+    let mut master = master.with_checkpointing(config.train.gradient_checkpointing);
     // The teacher's logits meet the student's: both live on the student's device.
     let (teacher, teacher_tok) = config.teacher.load_on(&device, "teacher")?;
     student_tok.check_vocab_fits(master.config.vocab_size)?;

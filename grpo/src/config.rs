@@ -54,7 +54,7 @@
 //! weight_decay = 0.0
 //! max_grad_norm = 1.0            # global-norm clip (0 = off)
 //! micro_batch_tokens = 4096      # padded tokens per forward/backward
-//! gradient_checkpointing = false # recompute cheap activations in the backward (less memory)
+//! gradient_checkpointing = false # true / "ops": recompute cheap activations; "blocks": recompute each block (least memory)
 //!
 //! [run]
 //! out = "runs/grpo"
@@ -72,6 +72,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use r1kit_model::Checkpointing;
 use serde::{Deserialize, Serialize};
 
 pub use r1kit_train::config::ModelSection;
@@ -202,7 +203,7 @@ pub struct OptimSection {
     pub weight_decay: f64,
     pub max_grad_norm: f64,
     pub micro_batch_tokens: usize,
-    pub gradient_checkpointing: bool,
+    pub gradient_checkpointing: Checkpointing,
 }
 
 impl Default for OptimSection {
@@ -217,7 +218,7 @@ impl Default for OptimSection {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             micro_batch_tokens: 4096,
-            gradient_checkpointing: false,
+            gradient_checkpointing: Checkpointing::Off,
         }
     }
 }
@@ -347,6 +348,10 @@ mod tests {
         let mut c = GrpoConfig::load(&example(), &["rewards.rewards=[\"math\", \"repetition\"]".into(), "rewards.format=\"math\"".into()]).unwrap();
         c.rewards.format = RewardsSection::default().format;
         c.validate().unwrap();
+        let c = GrpoConfig::load(&example(), &["optimizer.gradient_checkpointing=\"blocks\"".into()]).unwrap();
+        assert_eq!(c.optimizer.gradient_checkpointing, r1kit_model::Checkpointing::Blocks);
+        let err = GrpoConfig::load(&example(), &["optimizer.gradient_checkpointing=\"layers\"".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("gradient checkpointing 'layers'"), "{err:#}");
         let err = GrpoConfig::load(&example(), &["rollout.group=0".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("rollout.group"), "{err:#}");
     }

@@ -106,7 +106,7 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
     }
 
     let (initial, tokenizer) = config.model.load_on(&device, "model")?;
-    let initial = initial.with_gradient_checkpointing(config.optimizer.gradient_checkpointing);
+    let initial = initial.with_checkpointing(config.optimizer.gradient_checkpointing);
     let registry = RewardRegistry::with_builtins();
     let weights = if config.rewards.weights.is_empty() { vec![1.0; config.rewards.rewards.len()] } else { config.rewards.weights.clone() };
     let rewards = registry.build_weighted(&config.rewards.rewards, &weights).context("rewards")?;
@@ -196,7 +196,7 @@ impl Run<'_> {
         let (mut model, mut optimizer, mut state) = match latest_checkpoint(&self.checkpoints())? {
             Some(dir) => {
                 let (m, o, s) = load_checkpoint(&dir, device)?;
-                let m = m.with_compute(initial.compute).with_gradient_checkpointing(initial.gradient_checkpointing);
+                let m = m.with_compute(initial.compute).with_checkpointing(initial.checkpointing);
                 eprintln!("grpo: resuming from {} (step {})", dir.display(), s.step);
                 (m, o, s)
             }

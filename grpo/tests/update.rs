@@ -5,7 +5,7 @@ use r1kit_grpo::kl::KlEstimator;
 use r1kit_grpo::loss::{Aggregation, ClipConfig, StepCounts};
 use r1kit_grpo::update::{batch_logprobs, micro_batch_loss, policy_update, StepSequences, UpdateConfig};
 use r1kit_model::burn::prelude::*;
-use r1kit_model::{normal_tensor, Model, ModelConfig};
+use r1kit_model::{normal_tensor, Checkpointing, Model, ModelConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use r1kit_train::accumulate::tracked;
@@ -153,12 +153,14 @@ fn gradient_checkpointing_gives_the_same_update() {
     cfg.mu = 2;
     let adam = AdamWConfig { lr: 1e-2, eps: 1e-2, ..Default::default() };
     let (a, stats_a) = policy_update(policy.clone(), &mut AdamW::new(adam), &seq, Some(&reference), &cfg, 1e-2);
-    let (b, stats_b) = policy_update(policy.with_gradient_checkpointing(true), &mut AdamW::new(adam), &seq, Some(&reference), &cfg, 1e-2);
-    assert!((stats_a.loss - stats_b.loss).abs() < 1e-6 && (stats_a.grad_norm - stats_b.grad_norm).abs() < 1e-5, "{stats_a:?} vs {stats_b:?}");
-    assert!(b.gradient_checkpointing, "the updated model keeps the setting");
-    for ((n, x), (_, y)) in a.parameters().into_iter().zip(b.parameters()) {
-        let (x, y) = (x.into_data().try_into_vec_as::<f32>().unwrap(), y.into_data().try_into_vec_as::<f32>().unwrap());
-        assert!(x.iter().zip(&y).all(|(p, q)| (p - q).abs() < 1e-5), "{n}");
+    for mode in [Checkpointing::Ops, Checkpointing::Blocks] {
+        let (b, stats_b) = policy_update(policy.clone().with_checkpointing(mode), &mut AdamW::new(adam), &seq, Some(&reference), &cfg, 1e-2);
+        assert!((stats_a.loss - stats_b.loss).abs() < 1e-6 && (stats_a.grad_norm - stats_b.grad_norm).abs() < 1e-5, "{mode:?}: {stats_a:?} vs {stats_b:?}");
+        assert_eq!(b.checkpointing, mode, "the updated model keeps the setting");
+        for ((n, x), (_, y)) in a.parameters().into_iter().zip(b.parameters()) {
+            let (x, y) = (x.into_data().try_into_vec_as::<f32>().unwrap(), y.into_data().try_into_vec_as::<f32>().unwrap());
+            assert!(x.iter().zip(&y).all(|(p, q)| (p - q).abs() < 1e-5), "{mode:?}: {n}");
+        }
     }
 }
 

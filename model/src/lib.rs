@@ -3,6 +3,7 @@
 
 pub mod attention_mask;
 pub mod checkpoint;
+pub mod checkpointing;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod transformer;
 
 pub use attention_mask::AttentionMask;
 pub use checkpoint::{SaveDtype, load_model_dir, save_model_dir};
+pub use checkpointing::Checkpointing;
 pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;

@@ -38,6 +38,7 @@ pub fn inverse_frequencies(config: &ModelConfig) -> Vec<f32> {
 }
 
 /// cos and sin tables for given positions, each `[batch, 1, seq, head_dim]` (broadcast over heads).
+#[derive(Clone, Debug)]
 pub struct RopeTables {
     pub cos: Tensor<4>,
     pub sin: Tensor<4>,

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::attention_mask::AttentionMask;
+use crate::checkpointing::{recomputed_block, Checkpointing};
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 use crate::kv_cache::KvCache;
@@ -73,6 +74,36 @@ pub struct Layer {
     pub down_proj: Linear,
 }
 
+impl Layer {
+    /// The block's parameters in checkpoint order (absent biases and head norms skipped).
+    pub fn tensors_mut(&mut self) -> Vec<&mut Tensor<2>> {
+        let Layer { input_norm, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, post_attention_norm, gate_proj, up_proj, down_proj } = self;
+        let mut out: Vec<&mut Tensor<2>> = vec![input_norm, &mut q_proj.weight, &mut k_proj.weight, &mut v_proj.weight];
+        out.extend([&mut q_proj.bias, &mut k_proj.bias, &mut v_proj.bias].into_iter().filter_map(Option::as_mut));
+        out.push(&mut o_proj.weight);
+        out.extend([q_norm, k_norm].into_iter().filter_map(Option::as_mut));
+        out.push(post_attention_norm);
+        out.extend([&mut gate_proj.weight, &mut up_proj.weight, &mut down_proj.weight]);
+        out
+    }
+
+    /// [`tensors_mut`](Self::tensors_mut), cloned.
+    pub fn tensors(&self) -> Vec<Tensor<2>> {
+        self.clone().tensors_mut().into_iter().map(|t| t.clone()).collect()
+    }
+
+    /// The same block with `tensors` (in [`tensors_mut`](Self::tensors_mut)'s order) as its parameters.
+    pub fn with_tensors(&self, tensors: Vec<Tensor<2>>) -> Layer {
+        let mut layer = self.clone();
+        let slots = layer.tensors_mut();
+        assert_eq!(slots.len(), tensors.len(), "one tensor per parameter of the block");
+        for (slot, t) in slots.into_iter().zip(tensors) {
+            *slot = t;
+        }
+        layer
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Model {
     pub config: ModelConfig,
@@ -85,9 +116,9 @@ pub struct Model {
     inv_freq: Vec<f32>,
     /// The dtype of the matrix products (f32 by default; bf16 for mixed precision on GPUs).
     pub compute: FloatDType,
-    /// Training graphs recompute cheap (memory-bound) activations in the backward pass instead of
-    /// keeping them: burn's balanced gradient checkpointing (see `tracked` in the train crate).
-    pub gradient_checkpointing: bool,
+    /// What a training graph recomputes in the backward pass instead of keeping (see
+    /// [`Checkpointing`] and `tracked` in the train crate).
+    pub checkpointing: Checkpointing,
 }
 
 /// Name and Hugging Face shape of every parameter, in checkpoint order.
@@ -175,21 +206,14 @@ impl Model {
         let final_norm = next("model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(next("lm_head.weight")?) };
         let inv_freq = inverse_frequencies(&config);
-        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq, compute: FloatDType::F32, gradient_checkpointing: false })
+        Ok(Model { config, embed_tokens, layers, final_norm, lm_head, inv_freq, compute: FloatDType::F32, checkpointing: Checkpointing::Off })
     }
 
     /// Every parameter with its checkpoint name, in `parameter_specs` order.
     pub fn parameters_mut(&mut self) -> Vec<(String, &mut Tensor<2>)> {
         let mut out: Vec<&mut Tensor<2>> = vec![&mut self.embed_tokens];
         for layer in &mut self.layers {
-            let Layer { input_norm, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, post_attention_norm, gate_proj, up_proj, down_proj } = layer;
-            out.push(input_norm);
-            out.extend([&mut q_proj.weight, &mut k_proj.weight, &mut v_proj.weight]);
-            out.extend([&mut q_proj.bias, &mut k_proj.bias, &mut v_proj.bias].into_iter().filter_map(Option::as_mut));
-            out.push(&mut o_proj.weight);
-            out.extend([q_norm, k_norm].into_iter().filter_map(Option::as_mut));
-            out.push(post_attention_norm);
-            out.extend([&mut gate_proj.weight, &mut up_proj.weight, &mut down_proj.weight]);
+            out.extend(layer.tensors_mut());
         }
         out.push(&mut self.final_norm);
         out.extend(self.lm_head.as_mut());
@@ -218,9 +242,9 @@ impl Model {
         self
     }
 
-    /// The same weights, trained with or without gradient checkpointing (see the field).
-    pub fn with_gradient_checkpointing(mut self, on: bool) -> Model {
-        self.gradient_checkpointing = on;
+    /// The same weights, trained with this gradient checkpointing (see the field).
+    pub fn with_checkpointing(mut self, checkpointing: Checkpointing) -> Model {
+        self.checkpointing = checkpointing;
         self
     }
 
@@ -294,20 +318,32 @@ impl Model {
         let [n] = ids.dims();
         let mut x = self.embed_tokens.clone().select(0, ids).reshape([batch, n / batch, self.config.hidden_size]);
         for (index, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(layer, x, rope, mask, cache.as_deref_mut().map(|c| (c, index)));
+            let recomputed = match (&cache, self.checkpointing) {
+                (None, Checkpointing::Blocks) => recomputed_block(&self.config, self.compute, layer, x.clone(), rope, mask),
+                _ => None,
+            };
+            x = match recomputed {
+                Some(y) => y,
+                None => block_forward(&self.config, self.compute, layer, x, rope, mask, cache.as_deref_mut().map(|c| (c, index))),
+            };
         }
         rms_norm(x, &self.final_norm, self.config.rms_norm_eps)
     }
 
-    fn layer_forward(
-        &self,
-        layer: &Layer,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        mask: &Tensor<4>,
-        cache: Option<(&mut CacheAccess, usize)>,
-    ) -> Tensor<3> {
-        let c = &self.config;
+}
+
+/// One transformer block: attention (grouped-query heads, RoPE, the KV cache when given) and the
+/// SwiGLU MLP, each behind an RMSNorm and added to the residual stream.
+pub(crate) fn block_forward(
+    c: &ModelConfig,
+    compute: FloatDType,
+    layer: &Layer,
+    x: Tensor<3>,
+    rope: &RopeTables,
+    mask: &Tensor<4>,
+    cache: Option<(&mut CacheAccess, usize)>,
+) -> Tensor<3> {
+    {
         let [b, s, _] = x.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let hx = rms_norm(x.clone(), &layer.input_norm, c.rms_norm_eps);
@@ -319,7 +355,7 @@ impl Model {
             };
             rope.apply(t.swap_dims(1, 2))
         };
-        let m = self.compute;
+        let m = compute;
         let q = heads(layer.q_proj.forward(hx.clone(), m), nh, &layer.q_norm);
         let k = heads(layer.k_proj.forward(hx.clone(), m), nkv, &layer.k_norm);
         let v = layer.v_proj.forward(hx, m).reshape([b, s, nkv, hd]).swap_dims(1, 2);
@@ -335,7 +371,9 @@ impl Model {
         let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone(), m)) * layer.up_proj.forward(hx, m), m);
         x + mlp
     }
+}
 
+impl Model {
     /// Logits `[batch, seq, vocab]` from hidden states.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
@@ -351,7 +389,7 @@ impl Model {
 }
 
 /// How a forward pass uses the KV cache.
-enum CacheAccess<'a> {
+pub(crate) enum CacheAccess<'a> {
     /// Append at the next slots and attend over the slots in use (prefill, eager decode).
     Append(&'a mut KvCache),
     /// Write at the slot a device tensor holds and attend over the whole capacity (fixed shapes).

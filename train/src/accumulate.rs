@@ -5,7 +5,7 @@
 //! token mean over the step, however it is split.
 
 use r1kit_model::burn::tensor::GradientCheckpointingStrategy;
-use r1kit_model::Model;
+use r1kit_model::{Checkpointing, Model};
 
 use crate::grads::{accumulate, collect_gradients, GradMap};
 use crate::loss::masked_nll;
@@ -21,10 +21,11 @@ pub struct StepGradients {
 }
 
 /// The model with autodiff on and every non-frozen parameter requiring a gradient; with the
-/// master's `gradient_checkpointing`, the graph it builds uses burn's balanced strategy (cheap
-/// activations recomputed in the backward pass, products kept).
+/// master's `Checkpointing::Ops`, the graph it builds uses burn's balanced strategy (cheap
+/// activations recomputed in the backward pass, products kept); `Blocks` needs nothing here (the
+/// model's forward makes each block one recomputed op).
 pub fn tracked(master: &Model, freeze: &Freeze) -> Model {
-    let strategy = master.gradient_checkpointing.then_some(GradientCheckpointingStrategy::Balanced);
+    let strategy = (master.checkpointing == Checkpointing::Ops).then_some(GradientCheckpointingStrategy::Balanced);
     master.clone().map_parameters(|name, t| {
         let t = t.autodiff();
         let t = match strategy {
@@ -125,11 +126,18 @@ mod tests {
         let ex = examples();
         let batches = micro_batches(&ex, assign_rows(&lengths(&ex), 16, false), 8, 1, 0);
         let plain = step_gradients(&model, &Freeze::default(), &batches);
-        let checkpointed = step_gradients(&model.clone().with_gradient_checkpointing(true), &Freeze::default(), &batches);
-        let strategy = tracked(&model.with_gradient_checkpointing(true), &Freeze::default()).embed_tokens.gradient_checkpointing_strategy();
+        for mode in [Checkpointing::Ops, Checkpointing::Blocks] {
+            let checkpointed = step_gradients(&model.clone().with_checkpointing(mode), &Freeze::default(), &batches);
+            assert!((plain.loss - checkpointed.loss).abs() < 1e-6, "{mode:?}: {} vs {}", plain.loss, checkpointed.loss);
+            assert_eq!(plain.grads.len(), checkpointed.grads.len(), "{mode:?}: every parameter gets its gradient");
+            assert_grads_close(&plain.grads, &checkpointed.grads, 1e-5);
+        }
+        let strategy = tracked(&model.clone().with_checkpointing(Checkpointing::Ops), &Freeze::default()).embed_tokens.gradient_checkpointing_strategy();
         assert_eq!(strategy, Some(GradientCheckpointingStrategy::Balanced), "the tracked parameters carry the strategy");
-        assert!((plain.loss - checkpointed.loss).abs() < 1e-6, "{} vs {}", plain.loss, checkpointed.loss);
-        assert_grads_close(&plain.grads, &checkpointed.grads, 1e-5);
+        // a frozen block parameter gets no gradient through the recomputed block either
+        let freeze = Freeze::new(&["model.layers.0.mlp.up_proj.weight".to_string()]);
+        let frozen = step_gradients(&model.with_checkpointing(Checkpointing::Blocks), &freeze, &batches);
+        assert!(!frozen.grads.contains_key("model.layers.0.mlp.up_proj.weight") && frozen.grads.contains_key("model.layers.0.mlp.down_proj.weight"));
     }
 
     #[test]

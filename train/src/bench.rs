@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::FloatDType;
-use r1kit_model::{Model, ModelConfig};
+use r1kit_model::{Checkpointing, Model, ModelConfig};
 use serde::Serialize;
 
 use crate::accumulate::step_gradients;
@@ -42,8 +42,8 @@ pub fn flops_per_token(config: &ModelConfig, parameters: usize, seq: usize) -> f
 
 /// `steps` timed optimizer steps after `warmup` untimed ones; each step is `batch` sequences of
 /// `seq` random tokens (every position trained), in micro-batches of `micro_batch` sequences.
-pub fn bench_train(config: ModelConfig, device: &Device, compute: FloatDType, gradient_checkpointing: bool, batch: usize, seq: usize, micro_batch: usize, warmup: usize, steps: usize) -> TrainBenchReport {
-    let mut model = Model::init_random(config.clone(), device, 0.02, 0).with_compute(compute).with_gradient_checkpointing(gradient_checkpointing);
+pub fn bench_train(config: ModelConfig, device: &Device, compute: FloatDType, checkpointing: Checkpointing, batch: usize, seq: usize, micro_batch: usize, warmup: usize, steps: usize) -> TrainBenchReport {
+    let mut model = Model::init_random(config.clone(), device, 0.02, 0).with_compute(compute).with_checkpointing(checkpointing);
     let parameters: usize = model.parameters().iter().map(|(_, t)| t.dims().iter().product::<usize>()).sum();
     let vocab = config.vocab_size as u64;
     let mut rng = TrainRng::new(0);
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn a_tiny_bench_runs_and_learns_nothing_strange() {
         let config = ModelConfig::preset("tiny").unwrap();
-        let r = bench_train(config, &Device::flex(), FloatDType::F32, false, 4, 32, 2, 1, 2);
+        let r = bench_train(config, &Device::flex(), FloatDType::F32, Checkpointing::Off, 4, 32, 2, 1, 2);
         assert_eq!((r.micro_batches, r.step_seconds.len()), (2, 2));
         assert!(r.loss.is_finite() && r.loss > 5.0, "random tokens over 512 ids: loss near ln 512, got {}", r.loss);
         assert!(r.tokens_per_s > 0.0 && r.parameters > 500_000);

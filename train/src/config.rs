@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use r1kit_datasets::PromptTemplate;
+use r1kit_model::Checkpointing;
 use serde::{Deserialize, Serialize};
 
 use crate::optim::AdamWConfig;
@@ -122,9 +123,10 @@ pub struct TrainSection {
     /// Padded tokens per forward/backward (micro-batch); a step's examples are split into as many
     /// micro-batches as this needs, without changing the gradient. Default 8192.
     pub micro_batch_tokens: usize,
-    /// Recompute cheap activations in the backward pass instead of keeping them (burn's balanced
-    /// gradient checkpointing: less memory, some more time). Default false.
-    pub gradient_checkpointing: bool,
+    /// What the backward pass recomputes instead of keeping: false (nothing), true or "ops"
+    /// (burn's balanced strategy: cheap activations), "blocks" (each transformer block keeps only
+    /// its input and runs again: the least memory, about one more forward). Default false.
+    pub gradient_checkpointing: Checkpointing,
     /// Seed of the data order and of evaluation sampling. Default 0.
     pub seed: u64,
     /// Global gradient-norm clip (0: off). Default 1.0 (TRL's max_grad_norm).
@@ -151,7 +153,7 @@ impl Default for TrainSection {
             max_steps: 0,
             examples_per_step: 16,
             micro_batch_tokens: 8192,
-            gradient_checkpointing: false,
+            gradient_checkpointing: Checkpointing::Off,
             seed: 0,
             max_grad_norm: 1.0,
             schedule: ScheduleKind::Linear,

@@ -169,7 +169,7 @@ pub fn train_sft(config: &SftConfig, on_step: &mut dyn FnMut(&Map<String, Value>
             (model, AdamW::new(config.optimizer), state)
         }
     };
-    model = model.with_compute(compute).with_gradient_checkpointing(config.train.gradient_checkpointing);
+    model = model.with_compute(compute).with_checkpointing(config.train.gradient_checkpointing);
     tokenizer.check_vocab_fits(model.config.vocab_size)?;
     freeze.check_against(model.parameters().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().iter().copied()).map_err(anyhow::Error::msg)?;
     // The optimizer's hyper-parameters come from the config (a resumed run may change lr etc.).
