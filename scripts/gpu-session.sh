@@ -5,7 +5,7 @@
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
-#                                          ab nccl profile-train stash smol-grpo (default: info parity gemm train)
+#                                          grpo-step-trl-nogc ab nccl profile-train stash smol-grpo (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
 set -uo pipefail
@@ -75,7 +75,8 @@ for p in $parts; do
     grpo-step) # issue 13 goal 2: 16 prompts x G 8, 512 tokens, 0.5B shape; TRL needs .whl carried (scripts/fetch-trl-wheels.sh)
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
       with_memory grpo-step-trl 240 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --out "$out/grpo-step-trl.json"
-      with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
+      with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512
+      with_memory grpo-step-r1kit-blocks 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --checkpointing blocks --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     rollout|rollout-1.5b) # issue 13's setting: 64 prompts x G 8, 256 prompt + 512 new tokens, T 1
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"

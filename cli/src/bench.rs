@@ -103,6 +103,9 @@ pub struct GrpoStepArgs {
     /// Untimed steps first (kernel compilation, first allocations).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Gradient checkpointing of the update: off, ops or blocks (as `[optimizer] gradient_checkpointing`).
+    #[arg(long, default_value = "off")]
+    pub checkpointing: r1kit_model::Checkpointing,
 }
 
 #[derive(clap::Args, Debug)]
@@ -231,8 +234,8 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
                     (model, tokenizer)
                 }
             };
-            let model = model.with_compute(r1kit_model::device::parse_compute_dtype(&a.compute)?);
-            println!("compute {} on {}", a.compute, a.device);
+            let model = model.with_compute(r1kit_model::device::parse_compute_dtype(&a.compute)?).with_checkpointing(a.checkpointing);
+            println!("compute {} on {}, checkpointing {:?}", a.compute, a.device, a.checkpointing);
             println!("{}", r1kit_grpo::bench::bench_grpo_step(&model, &tokenizer, a.prompts, a.group, a.max_new_tokens, a.warmup)?);
             Ok(())
         }
