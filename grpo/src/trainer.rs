@@ -270,14 +270,9 @@ impl Run<'_> {
                     continue; // a resampling round with fewer prompts than ranks
                 }
                 let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| self.train[i].prompt_tokens.clone()).collect();
-                let t = Instant::now();
-                let completions = sample_share(&model, &self.tokenizer, &prompts, &places, c.rollout.group, &params).context("sampling rollouts")?;
-                t_generate += t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                let pairs: Vec<(&str, &r1kit_rewards::Record)> =
-                    completions.iter().map(|x| (x.text.as_str(), &self.train[indices[x.prompt_index]].reward_record)).collect();
-                let scores = self.rewards.score_batch(&pairs).context("scoring rollouts")?;
-                t_score += t.elapsed().as_secs_f64();
+                let (completions, scores, generate_s, score_s) = self.sample_and_score(&model, &prompts, &indices, &places, &params)?;
+                t_generate += generate_s;
+                t_score += score_s;
                 let g = c.rollout.group;
                 let acc: Vec<f64> = scores.iter().map(|s| s.values[self.accuracy_index].1).collect();
                 let flat = zero_variance_groups(&acc, g);
@@ -473,7 +468,47 @@ impl Run<'_> {
         }
     }
 
-    /// The next `n` training prompts in the seeded epoch order, advancing the data position.
+    /// The group rollouts of `prompts` (training items `indices`) and their scores. Completions are
+    /// scored on another thread as they become final, while the rest are generated, in batches of
+    /// whatever has arrived; `score_s` is the scoring left after generation ended.
+    fn sample_and_score(
+        &self,
+        model: &Model,
+        prompts: &[Vec<u32>],
+        indices: &[usize],
+        places: &[usize],
+        params: &SamplingParams,
+    ) -> Result<(Vec<Completion>, Vec<r1kit_rewards::CompositeOutput>, f64, f64)> {
+        let group = self.config.rollout.group;
+        let (train, rewards) = (&self.train, &self.rewards);
+        std::thread::scope(|scope| {
+            let (final_tx, final_rx) = std::sync::mpsc::channel::<(usize, String)>();
+            let scorer = scope.spawn(move || -> Result<Vec<Option<r1kit_rewards::CompositeOutput>>> {
+                let mut scores: Vec<Option<r1kit_rewards::CompositeOutput>> = (0..prompts.len() * group).map(|_| None).collect();
+                while let Ok(first) = final_rx.recv() {
+                    let batch: Vec<(usize, String)> = std::iter::once(first).chain(final_rx.try_iter()).collect();
+                    let pairs: Vec<(&str, &r1kit_rewards::Record)> = batch.iter().map(|(c, text)| (text.as_str(), &train[indices[c / group]].reward_record)).collect();
+                    for ((c, _), score) in batch.iter().zip(rewards.score_batch(&pairs).context("scoring rollouts")?) {
+                        scores[*c] = Some(score);
+                    }
+                }
+                Ok(scores)
+            });
+            let t = Instant::now();
+            let sampled = sample_share(model, &self.tokenizer, prompts, places, group, params, &mut |c, completion| {
+                let _ = final_tx.send((c, completion.text.clone())); // a scorer that stopped on an error reports it below
+            });
+            let generate_s = t.elapsed().as_secs_f64();
+            drop(final_tx);
+            let t = Instant::now();
+            let scores = scorer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let completions = sampled.context("sampling rollouts")?;
+            let scores = scores?.into_iter().map(|s| s.expect("every completion handed over once")).collect();
+            Ok((completions, scores, generate_s, t.elapsed().as_secs_f64()))
+        })
+    }
+
+    /// The next `n` training prompts in the seeded epoch order, advancing the data position.    /// The next `n` training prompts in the seeded epoch order, advancing the data position.
     fn next_prompts(&self, state: &mut TrainerState, n: usize) -> Vec<usize> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {

@@ -96,12 +96,16 @@ pub fn sample_in_mode(
     params: &SamplingParams,
     mode: DecodeMode,
 ) -> Result<Vec<Completion>, SamplerError> {
-    sample_core(model, tokenizer, prompts, None, group, params, mode)
+    sample_core(model, tokenizer, prompts, None, group, params, mode, None)
 }
 
 /// [`sample`] for one share of a larger batch: prompt `i`'s random streams are those of prompt
 /// `streams[i]` of the whole batch, so its completions do not depend on how the batch was split
 /// (over data-parallel ranks, say).
+///
+/// `on_final(c, completion)` is called once per completion (`c` its index in the result) as soon
+/// as it is final, its text included: at a stop while other rows still decode, or at the end. A
+/// caller can score completions while the rest are generated.
 pub fn sample_share(
     model: &Model,
     tokenizer: &Tokenizer,
@@ -109,11 +113,13 @@ pub fn sample_share(
     streams: &[usize],
     group: usize,
     params: &SamplingParams,
+    on_final: &mut dyn FnMut(usize, &Completion),
 ) -> Result<Vec<Completion>, SamplerError> {
     assert_eq!(streams.len(), prompts.len(), "one stream index per prompt");
-    sample_core(model, Some(tokenizer), prompts, Some(streams), group, params, DecodeMode::for_device(&model.device()))
+    sample_core(model, Some(tokenizer), prompts, Some(streams), group, params, DecodeMode::for_device(&model.device()), Some(on_final))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sample_core(
     model: &Model,
     tokenizer: Option<&Tokenizer>,
@@ -122,6 +128,7 @@ fn sample_core(
     group: usize,
     params: &SamplingParams,
     mode: DecodeMode,
+    mut on_final: Option<&mut dyn FnMut(usize, &Completion)>,
 ) -> Result<Vec<Completion>, SamplerError> {
     params.validate().map_err(SamplerError::Params)?;
     if tokenizer.is_none() && !params.stop_strings.is_empty() {
@@ -141,6 +148,9 @@ fn sample_core(
         })
         .collect();
     if out.is_empty() || params.max_new_tokens == 0 {
+        if let Some(f) = on_final.as_mut() {
+            out.iter().enumerate().for_each(|(c, completion)| f(c, completion));
+        }
         return Ok(out);
     }
     let decoding = model.for_decoding();
@@ -231,6 +241,10 @@ fn sample_core(
             row.finished = params.stop_token_ids.contains(&id) || hits_stop_string(tokenizer, &completion.tokens, &params.stop_strings)?;
             if row.finished {
                 completion.finish_reason = FinishReason::Stop;
+                if let Some(f) = on_final.as_mut() {
+                    set_text(completion, tokenizer, &params.stop_strings)?;
+                    f(row.completion, completion);
+                }
             }
         }
         if step + 1 == params.max_new_tokens || rows.iter().all(|r| r.finished) {
@@ -263,13 +277,27 @@ fn sample_core(
         };
     }
     drop(graph);
-    if let Some(tokenizer) = tokenizer {
-        for completion in &mut out {
-            let text = tokenizer.decode(&completion.tokens, true).map_err(|e| SamplerError::Decode(e.to_string()))?;
-            completion.text = cut_at_stop_strings(&text, &params.stop_strings).to_string();
+    for (c, completion) in out.iter_mut().enumerate() {
+        // rows that stopped were handed over already (with their text) when there is a hook
+        let handed_over = on_final.is_some() && completion.finish_reason == FinishReason::Stop;
+        if !handed_over {
+            set_text(completion, tokenizer, &params.stop_strings)?;
+            if let Some(f) = on_final.as_mut() {
+                f(c, completion);
+            }
         }
     }
     Ok(out)
+}
+
+/// The completion's text: its tokens decoded, cut before the first stop string (none without a
+/// tokenizer).
+fn set_text(completion: &mut Completion, tokenizer: Option<&Tokenizer>, stop_strings: &[String]) -> Result<(), SamplerError> {
+    if let Some(tokenizer) = tokenizer {
+        let text = tokenizer.decode(&completion.tokens, true).map_err(|e| SamplerError::Decode(e.to_string()))?;
+        completion.text = cut_at_stop_strings(&text, stop_strings).to_string();
+    }
+    Ok(())
 }
 
 /// What the next decode step starts from.

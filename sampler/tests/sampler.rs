@@ -9,7 +9,7 @@ use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{load_model_dir, AttentionMask, Model};
 use r1kit_sampler::filters::{choose_at, inverse_cdf, processed_logits, uniforms_tensor, DRAW_BLOCK};
 use r1kit_sampler::rng::StreamRng;
-use r1kit_sampler::{sample, sample_in_mode, sample_share, DecodeMode, FinishReason, SamplingParams};
+use r1kit_sampler::{sample, sample_in_mode, sample_share, Completion, DecodeMode, FinishReason, SamplingParams};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> (Model, Value) {
@@ -301,11 +301,38 @@ fn a_share_of_the_batch_draws_what_the_whole_batch_draws_for_it() {
     let params = SamplingParams { temperature: 1.0, max_new_tokens: 12, seed: 7, ..Default::default() };
     let whole = sample(&model, &tok, &prompts, 3, &params).unwrap();
     // the second prompt alone, as a data-parallel rank would draw it
-    let share = sample_share(&model, &tok, &prompts[1..2], &[1], 3, &params).unwrap();
+    let share = sample_share(&model, &tok, &prompts[1..2], &[1], 3, &params, &mut |_, _| {}).unwrap();
     assert_eq!(share.iter().map(|c| &c.tokens).collect::<Vec<_>>(), whole[3..6].iter().map(|c| &c.tokens).collect::<Vec<_>>());
     // without its place, the prompt gets the first prompt's streams: other draws
     let alone = sample(&model, &tok, &prompts[1..2], 3, &params).unwrap();
     assert_ne!(alone.iter().map(|c| &c.tokens).collect::<Vec<_>>(), whole[3..6].iter().map(|c| &c.tokens).collect::<Vec<_>>());
+}
+
+#[test]
+fn each_completion_is_handed_over_once_as_soon_as_it_is_final() {
+    let tok = fixture_tokenizer();
+    let (model, reference) = fixture("llama-tiny");
+    let prompts: Vec<Vec<u32>> = reference["greedy"].as_array().unwrap().iter().map(|g| ids(&g["prompt"])).collect();
+    let params = SamplingParams { temperature: 1.0, max_new_tokens: 16, seed: 42, ..Default::default() };
+    let free = sample(&model, &tok, &prompts, 4, &params).unwrap();
+    // stop tokens taken from early positions, so that some rows stop well before the others
+    let stops: Vec<u32> = free.iter().filter_map(|c| c.tokens.get(2).copied()).take(2).collect();
+    let params = SamplingParams { stop_token_ids: stops, ..params };
+    let streams: Vec<usize> = (0..prompts.len()).collect();
+    let mut seen: Vec<(usize, Completion)> = Vec::new();
+    let out = sample_share(&model, &tok, &prompts, &streams, 4, &params, &mut |c, completion| seen.push((c, completion.clone()))).unwrap();
+    let mut order: Vec<usize> = seen.iter().map(|(c, _)| *c).collect();
+    for (c, handed) in &seen {
+        assert_eq!(handed.tokens, out[*c].tokens, "completion {c}: handed over final");
+        assert_eq!(handed.text, out[*c].text);
+        assert!(!out[*c].text.is_empty() || out[*c].tokens.is_empty());
+    }
+    // the rows that stopped early came first, before any row that ran to the limit
+    let first_long = seen.iter().position(|(_, c)| c.finish_reason == FinishReason::Length).unwrap_or(seen.len());
+    assert!(first_long > 0 && seen[..first_long].iter().all(|(_, c)| c.finish_reason == FinishReason::Stop), "stopped rows first");
+    assert!(seen[first_long..].iter().all(|(_, c)| c.finish_reason == FinishReason::Length));
+    order.sort();
+    assert_eq!(order, (0..out.len()).collect::<Vec<_>>(), "each completion exactly once");
 }
 
 #[test]
