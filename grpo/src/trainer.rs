@@ -508,7 +508,7 @@ impl Run<'_> {
         })
     }
 
-    /// The next `n` training prompts in the seeded epoch order, advancing the data position.    /// The next `n` training prompts in the seeded epoch order, advancing the data position.
+    /// The next `n` training prompts in the seeded epoch order, advancing the data position.
     fn next_prompts(&self, state: &mut TrainerState, n: usize) -> Vec<usize> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
