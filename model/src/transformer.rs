@@ -329,7 +329,6 @@ impl Model {
         }
         rms_norm(x, &self.final_norm, self.config.rms_norm_eps)
     }
-
 }
 
 /// One transformer block: attention (grouped-query heads, RoPE, the KV cache when given) and the
@@ -343,34 +342,32 @@ pub(crate) fn block_forward(
     mask: &Tensor<4>,
     cache: Option<(&mut CacheAccess, usize)>,
 ) -> Tensor<3> {
-    {
-        let [b, s, _] = x.dims();
-        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let hx = rms_norm(x.clone(), &layer.input_norm, c.rms_norm_eps);
-        let heads = |t: Tensor<3>, n: usize, norm: &Option<Tensor<2>>| -> Tensor<4> {
-            let t = t.reshape([b, s, n, hd]);
-            let t = match norm {
-                Some(w) => rms_norm(t, w, c.rms_norm_eps),
-                None => t,
-            };
-            rope.apply(t.swap_dims(1, 2))
+    let [b, s, _] = x.dims();
+    let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+    let hx = rms_norm(x.clone(), &layer.input_norm, c.rms_norm_eps);
+    let heads = |t: Tensor<3>, n: usize, norm: &Option<Tensor<2>>| -> Tensor<4> {
+        let t = t.reshape([b, s, n, hd]);
+        let t = match norm {
+            Some(w) => rms_norm(t, w, c.rms_norm_eps),
+            None => t,
         };
-        let m = compute;
-        let q = heads(layer.q_proj.forward(hx.clone(), m), nh, &layer.q_norm);
-        let k = heads(layer.k_proj.forward(hx.clone(), m), nkv, &layer.k_norm);
-        let v = layer.v_proj.forward(hx, m).reshape([b, s, nkv, hd]).swap_dims(1, 2);
-        let (k, v) = match cache {
-            Some((CacheAccess::Append(cache), index)) => cache.write_and_read(index, k, v),
-            Some((CacheAccess::Fixed(cache, slot), index)) => cache.write_at(index, k, v, slot),
-            None => (k, v),
-        };
-        let attn = attention(q, k, v, mask, m); // [b, nh, s, hd]
-        let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
-        let x = x + layer.o_proj.forward(attn, m);
-        let hx = rms_norm(x.clone(), &layer.post_attention_norm, c.rms_norm_eps);
-        let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone(), m)) * layer.up_proj.forward(hx, m), m);
-        x + mlp
-    }
+        rope.apply(t.swap_dims(1, 2))
+    };
+    let m = compute;
+    let q = heads(layer.q_proj.forward(hx.clone(), m), nh, &layer.q_norm);
+    let k = heads(layer.k_proj.forward(hx.clone(), m), nkv, &layer.k_norm);
+    let v = layer.v_proj.forward(hx, m).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+    let (k, v) = match cache {
+        Some((CacheAccess::Append(cache), index)) => cache.write_and_read(index, k, v),
+        Some((CacheAccess::Fixed(cache, slot), index)) => cache.write_at(index, k, v, slot),
+        None => (k, v),
+    };
+    let attn = attention(q, k, v, mask, m); // [b, nh, s, hd]
+    let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
+    let x = x + layer.o_proj.forward(attn, m);
+    let hx = rms_norm(x.clone(), &layer.post_attention_norm, c.rms_norm_eps);
+    let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone(), m)) * layer.up_proj.forward(hx, m), m);
+    x + mlp
 }
 
 impl Model {
