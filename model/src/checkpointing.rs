@@ -83,13 +83,11 @@ impl std::str::FromStr for Checkpointing {
 /// Qwen3's head norms), padded with an untracked tensor.
 const PARENTS: usize = 15;
 
-/// What the backward pass needs to run the block again: its input, its parameters (outside
-/// autodiff; `layer` holds them too, as the template their recomputed leaves replace) and the
-/// constants it read.
+/// What the backward pass needs to run the block again, outside autodiff: its input, the block
+/// with its parameters, and the constants it read.
 #[derive(Clone, Debug)]
-struct Saved<B: Backend> {
-    x: FloatTensor<B>,
-    params: Vec<FloatTensor<B>>,
+struct Saved {
+    x: Tensor<3>,
     layer: Layer,
     config: ModelConfig,
     compute: FloatDType,
@@ -104,19 +102,21 @@ impl<B: Backend> Backward<B, PARENTS> for BlockBackward
 where
     DispatchTensor: DispatchKindConversion<B>,
 {
-    type State = Saved<B>;
+    type State = Saved;
 
     fn backward(self, ops: Ops<Self::State, PARENTS>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let s = ops.state;
         let dy: Tensor<3> = Tensor::from_primitive::<B>(grads.consume::<B>(&ops.node));
-        // fresh leaves: a graph of the recomputation's own
-        let leaf = |t: FloatTensor<B>, tracked: bool| -> Tensor<2> {
-            let t = Tensor::<2>::from_primitive::<B>(t).autodiff();
-            if tracked { t.require_grad() } else { t }
-        };
-        let x = Tensor::<3>::from_primitive::<B>(s.x).autodiff();
+        // fresh leaves (a graph of the recomputation's own), tracked where the outer graph wants a gradient
+        let x = s.x.autodiff();
         let x = if ops.parents[0].is_some() { x.require_grad() } else { x };
-        let params: Vec<Tensor<2>> = s.params.into_iter().zip(&ops.parents[1..]).map(|(p, parent)| leaf(p, parent.is_some())).collect();
+        let params: Vec<Tensor<2>> = s
+            .layer
+            .tensors()
+            .into_iter()
+            .zip(&ops.parents[1..])
+            .map(|(p, parent)| if parent.is_some() { p.autodiff().require_grad() } else { p.autodiff() })
+            .collect();
         let layer = s.layer.with_tensors(params.clone());
         let rope = RopeTables { cos: s.rope.cos.autodiff(), sin: s.rope.sin.autodiff() };
         let y = block_forward(&s.config, s.compute, &layer, x.clone(), &rope, &s.mask.autodiff(), None);
@@ -165,12 +165,11 @@ where
     let pa: Vec<FloatTensor<Autodiff<B, C>>> = tensors.iter().map(|p| p.clone().try_into_primitive::<Autodiff<B, C>>().ok()).collect::<Option<_>>()?;
     assert!(pa.len() < PARENTS, "a block has at most {} parameters", PARENTS - 1);
     // the forward, outside autodiff
-    let x_in: FloatTensor<B> = xa.primitive().clone();
-    let p_in: Vec<FloatTensor<B>> = pa.iter().map(|p| p.primitive().clone()).collect();
-    let inner_layer = layer.with_tensors(p_in.iter().map(|p| Tensor::from_primitive::<B>(p.clone())).collect());
+    let x_in: Tensor<3> = Tensor::from_primitive::<B>(xa.primitive().clone());
+    let inner_layer = layer.with_tensors(pa.iter().map(|p| Tensor::from_primitive::<B>(p.primitive().clone())).collect());
     let rope_in = RopeTables { cos: rope.cos.clone().inner(), sin: rope.sin.clone().inner() };
     let mask_in = mask.clone().inner();
-    let y = block_forward(config, compute, &inner_layer, Tensor::from_primitive::<B>(x_in.clone()), &rope_in, &mask_in, None);
+    let y = block_forward(config, compute, &inner_layer, x_in.clone(), &rope_in, &mask_in, None);
     // parents: the input, the parameters, then an untracked tensor as padding
     let pad = crate::device::autodiff_like(Tensor::<2>::zeros([1, 1], &mask_in.device()), x).try_into_primitive::<Autodiff<B, C>>().ok()?;
     let mut nodes = vec![xa.node()];
@@ -181,7 +180,7 @@ where
     let Ok(nodes) = <[_; PARENTS]>::try_from(nodes) else { unreachable!("resized to PARENTS") };
     let output = match BlockBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let saved = Saved::<B> { x: x_in, params: p_in, layer: inner_layer, config: config.clone(), compute, rope: rope_in, mask: mask_in };
+            let saved = Saved { x: x_in, layer: inner_layer, config: config.clone(), compute, rope: rope_in, mask: mask_in };
             prep.finish(saved, to_primitive::<B, 3>(y))
         }
         OpsKind::UnTracked(prep) => prep.finish(to_primitive::<B, 3>(y)),
