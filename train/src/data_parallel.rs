@@ -14,13 +14,14 @@ use crate::params::Freeze;
 /// absent (as in a single process); one that did on some ranks only counts zeros for the others.
 pub fn all_reduce_gradients(group: &mut Group, grads: &mut GradMap, model: &Model, freeze: &Freeze) -> Result<()> {
     let params: Vec<(String, Tensor<2>)> = model.parameters().into_iter().filter(|(name, _)| !freeze.is_frozen(name)).collect();
+    let present: Vec<f32> = params.iter().map(|(name, _)| grads.contains_key(name) as u8 as f32).collect();
     if params.first().is_some_and(|(_, t)| r1kit_gpu::nccl_applies(&t.device())) {
-        return all_reduce_on_gpus(group, grads, &params);
+        return all_reduce_on_gpus(group, grads, &params, present);
     }
     // one message: a presence flag per parameter, then every gradient (zeros where absent)
     let total: usize = params.iter().map(|(_, t)| t.shape().num_elements()).sum();
-    let mut flat = Vec::with_capacity(params.len() + total);
-    flat.extend(params.iter().map(|(name, _)| grads.contains_key(name) as u8 as f32));
+    let mut flat = present;
+    flat.reserve(total);
     for (name, t) in &params {
         match grads.get(name) {
             Some(g) => flat.extend(to_vec(g)),
@@ -28,18 +29,23 @@ pub fn all_reduce_gradients(group: &mut Group, grads: &mut GradMap, model: &Mode
         }
     }
     group.all_reduce_sum(&mut flat).context("summing the gradients over the ranks")?;
-    let (present, mut values) = flat.split_at(params.len());
+    let (present, values) = flat.split_at(params.len());
+    regroup(grads, &params, present, |range, dims, device| Tensor::from_data(TensorData::new(values[range].to_vec(), dims), device));
+    Ok(())
+}
+
+/// `grads` again from the summed presence flags and the summed gradients laid end to end in
+/// parameter order: `take(range, dims, device)` is one parameter's gradient.
+fn regroup(grads: &mut GradMap, params: &[(String, Tensor<2>)], present: &[f32], mut take: impl FnMut(std::ops::Range<usize>, [usize; 2], &Device) -> Tensor<2>) {
     grads.clear();
+    let mut at = 0;
     for ((name, t), &seen) in params.iter().zip(present) {
         let n = t.shape().num_elements();
-        let (mine, rest) = values.split_at(n);
-        values = rest;
         if seen > 0.0 {
-            let dims: [usize; 2] = t.shape().dims();
-            grads.insert(name.clone(), Tensor::from_data(TensorData::new(mine.to_vec(), dims), &t.device()));
+            grads.insert(name.clone(), take(at..at + n, t.shape().dims(), &t.device()));
         }
+        at += n;
     }
-    Ok(())
 }
 
 /// rank 0's NCCL unique id handed to every rank over `group` (bytes in f64s: one all-gather); the
@@ -91,8 +97,7 @@ pub fn check_nccl(device: &Device, elements: usize, repeats: usize) -> Result<Nc
 
 /// [`all_reduce_gradients`] on GPUs: the presence flags over the host collective (which also names
 /// a dead rank), the gradients as one bucket through NCCL, never leaving the GPU.
-fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String, Tensor<2>)]) -> Result<()> {
-    let mut present: Vec<f32> = params.iter().map(|(name, _)| grads.contains_key(name) as u8 as f32).collect();
+fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String, Tensor<2>)], mut present: Vec<f32>) -> Result<()> {
     group.all_reduce_sum(&mut present).context("summing which gradients the ranks have")?;
     let parts: Vec<Tensor<1>> = params
         .iter()
@@ -103,15 +108,6 @@ fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String,
         .collect();
     let (rank, size) = (group.rank(), group.size());
     let sum = r1kit_gpu::nccl_all_reduce_sum(Tensor::cat(parts, 0), rank, size, |id| exchange_nccl_id(Some(group), id)).context("summing the gradients over the ranks (NCCL)")?;
-    grads.clear();
-    let mut at = 0;
-    for ((name, t), &seen) in params.iter().zip(&present) {
-        let n = t.shape().num_elements();
-        if seen > 0.0 {
-            let dims: [usize; 2] = t.shape().dims();
-            grads.insert(name.clone(), sum.clone().slice([at..at + n]).reshape(dims));
-        }
-        at += n;
-    }
+    regroup(grads, params, &present, |range, dims, _| sum.clone().slice([range]).reshape(dims));
     Ok(())
 }
