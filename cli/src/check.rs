@@ -47,6 +47,23 @@ pub enum CheckCommand {
         #[arg(long, default_value_t = 1e-3)]
         tolerance: f32,
     },
+    /// Two saved models' parameters compared (one process against several ranks, a run against
+    /// its resumed copy): each tensor's largest difference relative to its largest |value| (the
+    /// worst and the median over the tensors), and the whole model's ||a - b|| / ||a||. It passes
+    /// when the median and the whole-model figure are within the tolerance; the worst tensor is
+    /// printed, not judged, because in bf16 a tensor whose true gradient is 0 (k_proj's bias: a
+    /// shift of every score that softmax ignores) takes Adam steps of +-lr from rounding noise in
+    /// any two runs that sum in another order.
+    SameWeights {
+        a: PathBuf,
+        b: PathBuf,
+        /// The starting model: how far `a` moved from it is printed too (a comparison that could fail).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Largest relative difference accepted (bf16's rounding step is 2^-8 = 3.9e-3).
+        #[arg(long, default_value_t = 3.9e-3)]
+        tolerance: f32,
+    },
     /// NCCL's all-reduce on this process's GPU: one process, or the ranks of `r1kit launch --nproc
     /// N -- check nccl`; rank-dependent values summed and compared with the host's sum, then timed.
     Nccl {
@@ -114,6 +131,24 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             Ok(())
         }
         CheckCommand::DecodeGraph { on: FixtureOnDevice { device, model }, tolerance } => check_decode_graph(&parse_device(device)?, model, *tolerance),
+        CheckCommand::SameWeights { a, b, from, tolerance } => {
+            let load = |dir: &PathBuf| r1kit_model::load_model_dir(dir, &Device::flex()).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()));
+            let first = load(a)?;
+            let d = r1kit_model::parity::compare_parameters(&first, &load(b)?)?;
+            print!(
+                "same-weights {} vs {}: {} tensors; the whole model's ||a - b|| / ||a|| {:.3e}; each tensor's largest difference relative to its largest value: median {:.3e}, worst {:.3e} ({}); tolerance {tolerance:e}",
+                a.display(), b.display(), d.tensors, d.whole, d.median, d.worst, d.tensor
+            );
+            if let Some(init) = from {
+                let moved = r1kit_model::parity::compare_parameters(&load(init)?, &first)?;
+                print!("; {} moved from {} by up to {:.3e} ({})", a.display(), init.display(), moved.worst, moved.tensor);
+            }
+            println!();
+            if !(d.median <= *tolerance && d.whole <= *tolerance as f64) {
+                bail!("same-weights: the models differ by {:.3e} (whole model), {:.3e} (median tensor) (tolerance {tolerance:e})", d.whole, d.median);
+            }
+            Ok(())
+        }
         CheckCommand::Nccl { device, elements, repeats } => {
             let c = r1kit_train::data_parallel::check_nccl(&parse_device(device)?, *elements, *repeats)?;
             let bytes = (c.elements * 4) as f64;

@@ -13,6 +13,52 @@ use crate::{load_model_dir, AttentionMask, Model};
 /// The committed fixtures, under `model/tests/fixtures/parity/` of the repository.
 pub const FIXTURES: [&str; 3] = ["qwen2-tiny", "qwen3-tiny", "llama-tiny"];
 
+/// How far apart two models' parameters are: each difference relative to its tensor's largest
+/// |value| (at least 1e-3), the worst of them and where. Two runs that should end equal (one
+/// process and several ranks; a run and its resumed copy) are compared with it.
+#[derive(Debug, Clone)]
+pub struct WeightsDiff {
+    pub worst: f32,
+    /// The tensor holding the worst difference.
+    pub tensor: String,
+    pub tensors: usize,
+    /// The median over the tensors of each one's largest relative difference.
+    pub median: f32,
+    /// The whole model: ||a - b|| / ||a|| over every parameter (L2).
+    pub whole: f64,
+}
+
+pub fn compare_parameters(a: &Model, b: &Model) -> Result<WeightsDiff> {
+    let (pa, pb) = (a.parameters(), b.parameters());
+    if pa.len() != pb.len() {
+        return Err(ModelError::Invalid(format!("the models have {} and {} parameter tensors", pa.len(), pb.len())));
+    }
+    let mut diff = WeightsDiff { worst: 0.0, tensor: "none differs".into(), tensors: pa.len(), median: 0.0, whole: 0.0 };
+    let (mut apart, mut norm) = (0f64, 0f64);
+    let mut each = Vec::with_capacity(pa.len());
+    for ((name, x), (other, y)) in pa.into_iter().zip(pb) {
+        if name != other || x.dims() != y.dims() {
+            return Err(ModelError::Invalid(format!("parameter {name} {:?} faces {other} {:?}", x.dims(), y.dims())));
+        }
+        let x = x.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| ModelError::Invalid(format!("{name}: {e:?}")))?;
+        let y = y.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| ModelError::Invalid(format!("{other}: {e:?}")))?;
+        let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        // a NaN on either side counts as infinitely far
+        let worst = x.iter().zip(&y).fold(0f32, |m, (p, q)| if (p - q).is_nan() { f32::INFINITY } else { m.max((p - q).abs()) }) / scale;
+        each.push(worst);
+        apart += x.iter().zip(&y).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>();
+        norm += x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>();
+        if worst > diff.worst {
+            diff.worst = worst;
+            diff.tensor = name;
+        }
+    }
+    each.sort_by(f32::total_cmp);
+    diff.median = each.get(each.len() / 2).copied().unwrap_or(0.0);
+    diff.whole = (apart / norm.max(f64::MIN_POSITIVE)).sqrt();
+    Ok(diff)
+}
+
 /// How far the model on one device is from transformers' outputs on one fixture.
 #[derive(Debug, Clone)]
 pub struct ParityReport {
