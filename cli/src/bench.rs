@@ -51,7 +51,7 @@ pub struct TrainArgs {
     /// Replace the shape's vocabulary size (to see what the LM head and log-softmax cost).
     #[arg(long)]
     pub vocab: Option<usize>,
-    /// Sequences per optimizer step.
+    /// Sequences per optimizer step (of each rank under `r1kit launch`).
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Tokens per sequence.
@@ -89,6 +89,7 @@ pub struct GrpoStepArgs {
     /// tokenizer.json or its directory (default: the model's).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Prompts of the step (shared by the ranks under `r1kit launch`).
     #[arg(long, default_value_t = 4)]
     pub prompts: usize,
     #[arg(long, default_value_t = 4)]
@@ -207,13 +208,32 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
                 config.vocab_size = vocab;
             }
             let compute = r1kit_model::device::parse_compute_dtype(&a.compute)?;
-            let r = r1kit_train::bench::bench_train(config, &device, compute, a.checkpointing, a.batch, a.seq, a.micro_batch.unwrap_or(a.batch), a.warmup, a.steps);
+            let run = r1kit_train::bench::TrainBenchRun {
+                compute,
+                checkpointing: a.checkpointing,
+                batch: a.batch,
+                seq: a.seq,
+                micro_batch: a.micro_batch.unwrap_or(a.batch),
+                warmup: a.warmup,
+                steps: a.steps,
+            };
+            // under `r1kit launch`: data parallel, every rank its own batch; rank 0 reports
+            let mut group = r1kit_dist::Group::from_env()?;
+            let r = r1kit_train::bench::bench_train(config, &device, &run, group.as_mut())?;
+            if let Some(g) = group.as_ref().filter(|g| !g.world().is_main()) {
+                // the other ranks' share of the step, to see which rank the others wait for
+                eprintln!(
+                    "bench train: rank {}: step {:.3} s, forward + backward {:.3} s of which all-reduce {:.3} s",
+                    g.rank(), r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64, r.gradient_seconds, r.all_reduce_seconds
+                );
+                return Ok(());
+            }
             println!(
-                "bench train {} on {device:?} ({} products): {} parameters, {} x {} tokens in {} micro-batches; step {:.3} s (steps {:?}; forward + backward {:.3} s, clip + AdamW the rest); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s; loss {:.3}",
-                a.shape, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,
+                "bench train {} on {device:?} x {} rank(s) ({} products): {} parameters, {} x {} tokens per rank in {} micro-batches; step {:.3} s (steps {:?}; forward + backward {:.3} s of which all-reduce {:.3} s, clip + AdamW the rest); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s per device; loss {:.3}",
+                a.shape, r.ranks, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,
                 r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64,
                 r.step_seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
-                r.gradient_seconds,
+                r.gradient_seconds, r.all_reduce_seconds,
                 r.tokens_per_s, 100.0 * r.mfu, r1kit_train::bench::PEAK_FLOPS / 1e12, r.loss
             );
             if let Some(out) = &a.out {
@@ -235,8 +255,13 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
                 }
             };
             let model = model.with_compute(r1kit_model::device::parse_compute_dtype(&a.compute)?).with_checkpointing(a.checkpointing);
-            println!("compute {} on {}, checkpointing {:?}", a.compute, a.device, a.checkpointing);
-            println!("{}", r1kit_grpo::bench::bench_grpo_step(&model, &tokenizer, a.prompts, a.group, a.max_new_tokens, a.warmup)?);
+            // under `r1kit launch`: the ranks share the prompts, as in `r1kit grpo`; rank 0 reports
+            let mut ranks = r1kit_dist::Group::from_env()?;
+            let report = r1kit_grpo::bench::bench_grpo_step(&model, &tokenizer, a.prompts, a.group, a.max_new_tokens, a.warmup, ranks.as_mut())?;
+            if ranks.as_ref().is_none_or(|g| g.world().is_main()) {
+                println!("compute {} on {}, checkpointing {:?}", a.compute, a.device, a.checkpointing);
+                println!("{report}");
+            }
             Ok(())
         }
     }

@@ -1,10 +1,13 @@
 //! `r1kit bench grpo-step`: one full GRPO step on a given model, its time split by phase
 //! (generate, score, reference forward, policy update), on arithmetic prompts, after warm-up steps
-//! (the first step of a process pays for kernel compilation and first allocations).
+//! (the first step of a process pays for kernel compilation and first allocations). Under
+//! `r1kit launch` the ranks share the step's prompts as the trainer does (each generates, scores
+//! and takes the reference forward of its own groups; the update sums over the ranks).
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use r1kit_dist::Group;
 use r1kit_model::pretrained::stop_token_ids;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::Model;
@@ -17,10 +20,13 @@ use r1kit_train::params::Freeze;
 use crate::advantages::{advantages, AdvantageKind};
 use crate::kl::KlEstimator;
 use crate::loss::{Aggregation, ClipConfig};
-use crate::update::{batch_logprobs_of, policy_update, StepSequences, UpdateConfig};
+use crate::update::{batch_logprobs_of, policy_update, policy_update_across, StepSequences, UpdateConfig};
 
 #[derive(Debug, Clone)]
 pub struct StepBench {
+    /// Processes sharing the step; the phase times below are rank 0's (its update includes
+    /// waiting for the slowest rank), the counts every rank's.
+    pub ranks: usize,
     pub completions: usize,
     pub completion_tokens: usize,
     pub generate_s: f64,
@@ -34,7 +40,7 @@ pub struct StepBench {
 impl std::fmt::Display for StepBench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let total = self.generate_s + self.score_s + self.reference_s + self.update_s;
-        writeln!(f, "bench grpo-step: {} completions, {} completion tokens, {:.2} s in all", self.completions, self.completion_tokens, total)?;
+        writeln!(f, "bench grpo-step: {} rank(s), {} completions, {} completion tokens, {:.2} s in all ({:.1} completion tokens/s)", self.ranks, self.completions, self.completion_tokens, total, self.completion_tokens as f64 / total)?;
         for (name, t) in [("generate", self.generate_s), ("score", self.score_s), ("reference", self.reference_s), ("update", self.update_s)] {
             writeln!(f, "  {name:<10} {t:>8.3} s  {:>5.1}%", 100.0 * t / total.max(1e-12))?;
         }
@@ -48,19 +54,24 @@ impl std::fmt::Display for StepBench {
 
 /// `warmup` untimed steps, then one timed step: `prompts` arithmetic prompts (R1-Zero template) x
 /// `group` completions of up to `max_new_tokens`, math + format rewards; the reference forward (as
-/// with beta > 0) is timed on its own. Every step starts from `model` (updates are dropped).
-pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, warmup: usize) -> Result<StepBench> {
+/// with beta > 0) is timed on its own. Every step starts from `model` (updates are dropped). With
+/// `ranks`, this process takes its share of the prompts (every size-th, as the trainer does).
+pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, warmup: usize, mut ranks: Option<&mut Group>) -> Result<StepBench> {
     let mut warmup_s = Vec::with_capacity(warmup);
     for _ in 0..warmup {
         let t = Instant::now();
-        timed_step(model, tokenizer, prompts, group, max_new_tokens)?;
+        timed_step(model, tokenizer, prompts, group, max_new_tokens, ranks.as_deref_mut())?;
         warmup_s.push(t.elapsed().as_secs_f64());
     }
-    Ok(StepBench { warmup_s, ..timed_step(model, tokenizer, prompts, group, max_new_tokens)? })
+    Ok(StepBench { warmup_s, ..timed_step(model, tokenizer, prompts, group, max_new_tokens, ranks)? })
 }
 
-fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize) -> Result<StepBench> {
+fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, ranks: Option<&mut Group>) -> Result<StepBench> {
     let records = r1kit_datasets::load_records(&format!("arithmetic:n={prompts},seed=5"))?;
+    let records = match ranks.as_deref() {
+        Some(g) => g.world().shard(&records),
+        None => records,
+    };
     let template = r1kit_datasets::PromptTemplate::r1_zero();
     let items = eval_items(tokenizer, &template, &records)?;
     let rewards = RewardRegistry::with_builtins().build_weighted(&["math".into(), "format".into()], &[1.0, 0.2])?;
@@ -99,7 +110,20 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
     let sequences = StepSequences::new(&prompts_of, &tokens_of, adv);
     let mut optimizer = AdamW::new(AdamWConfig { lr: 1e-6, ..Default::default() });
     let t = Instant::now();
-    let _ = policy_update(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6);
+    let mut counts = [completions.len() as f64, tokens_of.iter().map(|t| t.len()).sum::<usize>() as f64];
+    let size = match ranks {
+        Some(g) => {
+            let (updated, _) = policy_update_across(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6, g)?;
+            // wait for the device: read one updated weight back
+            let _ = updated.parameters()[0].1.clone().slice([0..1, 0..1]).into_scalar::<f32>();
+            g.all_reduce_sum_f64(&mut counts).context("summing the completions over the ranks")?;
+            g.size()
+        }
+        None => {
+            let _ = policy_update(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6);
+            1
+        }
+    };
     let update_s = t.elapsed().as_secs_f64();
-    Ok(StepBench { completions: completions.len(), completion_tokens: tokens_of.iter().map(|t| t.len()).sum(), generate_s, score_s, reference_s, update_s, warmup_s: Vec::new() })
+    Ok(StepBench { ranks: size, completions: counts[0] as usize, completion_tokens: counts[1] as usize, generate_s, score_s, reference_s, update_s, warmup_s: Vec::new() })
 }
