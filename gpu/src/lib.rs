@@ -71,24 +71,24 @@ pub fn take_async_error() -> anyhow::Result<()> {
     }
 }
 
-/// Whether [`nccl_all_reduce_sum`] runs for tensors on `device`: a CUDA device of a CUDA build
+/// Whether [`nccl_all_reduce_sum_each`] runs for tensors on `device`: a CUDA device of a CUDA build
 /// without fusion, unless `R1KIT_NCCL=0` is set (then the caller's host collective does the job).
 pub fn nccl_applies(device: &Device) -> bool {
     cfg!(all(feature = "cuda", not(feature = "fusion"))) && is_cuda(device) && !std::env::var("R1KIT_NCCL").is_ok_and(|v| v == "0")
 }
 
-/// `t` (f32) summed over the `size` data-parallel ranks with NCCL, on burn's CUDA stream of this
-/// thread (one process per GPU). The first call joins the communicator: `exchange_id` gets rank
-/// 0's NCCL unique id on rank 0 (`None` elsewhere) and returns it on every rank. An error where
-/// [`nccl_applies`] is false.
-pub fn nccl_all_reduce_sum(t: Tensor<1>, rank: usize, size: usize, exchange_id: impl FnOnce(Option<Vec<u8>>) -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Tensor<1>> {
+/// Each of `tensors` (f32, on one GPU) summed over the `size` data-parallel ranks with NCCL, in
+/// one NCCL group on burn's CUDA stream of this thread (one process per GPU). The first call
+/// joins the communicator: `exchange_id` gets rank 0's NCCL unique id on rank 0 (`None`
+/// elsewhere) and returns it on every rank. An error where [`nccl_applies`] is false.
+pub fn nccl_all_reduce_sum_each(tensors: Vec<Tensor<1>>, rank: usize, size: usize, exchange_id: impl FnOnce(Option<Vec<u8>>) -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<Tensor<1>>> {
     #[cfg(all(feature = "cuda", not(feature = "fusion")))]
     {
-        nccl::all_reduce_sum(t, rank, size, exchange_id)
+        nccl::all_reduce_sum_each(tensors, rank, size, exchange_id)
     }
     #[cfg(not(all(feature = "cuda", not(feature = "fusion"))))]
     {
-        let _ = (t, rank, size, exchange_id);
+        let _ = (tensors, rank, size, exchange_id);
         anyhow::bail!("nccl: not in this build (a CUDA build without fusion has it)")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! One process per GPU, one communicator per process. Rank 0 makes NCCL's unique id; the caller
 //! hands it to every rank (r1kit-dist's TCP rendezvous, as across machines) and the first
-//! [`all_reduce_sum`] joins the communicator on the tensor's GPU. The all-reduce is enqueued from
+//! [`all_reduce_sum_each`] joins the communicator on the tensor's GPU. The all-reduce is enqueued from
 //! cubecl's device-runner thread on the stream burn's kernels of this thread run on, after they
 //! resolve the buffer (the same patched `r1kit_stream_and_ptrs` as the cuBLASLt GEMM), so it is
 //! ordered with them and nothing waits on the host. libnccl is loaded at run time (cudarc's
@@ -52,41 +52,61 @@ pub fn unique_id() -> Result<Vec<u8>> {
     Ok(id.internal.iter().map(|&c| c as u8).collect())
 }
 
-/// `t` (f32, on a CUDA device) summed over the `size` ranks: NCCL's all-reduce in place on a
-/// buffer this call owns, enqueued on burn's stream. The first call joins the communicator with
-/// the id `exchange_id` returns (given rank 0's [`unique_id`] on rank 0, `None` elsewhere).
-pub fn all_reduce_sum(t: Tensor<1>, rank: usize, size: usize, exchange_id: impl FnOnce(Option<Vec<u8>>) -> Result<Vec<u8>>) -> Result<Tensor<1>> {
+/// Each of `tensors` (f32, on one CUDA device) summed over the `size` ranks: NCCL's all-reduce in
+/// place, one per tensor inside one NCCL group (NCCL fuses them into few kernels, so the tensors
+/// need not be concatenated into one bucket first), enqueued on burn's stream. A tensor shared
+/// with another (or not laid out contiguously) is copied first; an owned one, such as a fresh
+/// gradient, is reduced where it lies. The first call joins the communicator with the id
+/// `exchange_id` returns (given rank 0's [`unique_id`] on rank 0, `None` elsewhere).
+pub fn all_reduce_sum_each(tensors: Vec<Tensor<1>>, rank: usize, size: usize, exchange_id: impl FnOnce(Option<Vec<u8>>) -> Result<Vec<u8>>) -> Result<Vec<Tensor<1>>> {
     crate::cuda::take_async_error()?;
-    let ct: CubeTensor = t.try_into_primitive::<Cube>().map_err(|e| anyhow!("nccl: not a CUDA tensor outside autodiff: {e:?}"))?;
-    if ct.dtype != DType::F32 {
-        bail!("nccl: the all-reduce sums f32 tensors, got {:?}", ct.dtype);
+    let Some(first) = tensors.first() else { return Ok(tensors) };
+    let device = first.device();
+    let mut owned: Vec<CubeTensor> = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        if t.device() != device {
+            bail!("nccl: the tensors of one all-reduce are on {:?} and {:?}", device, t.device());
+        }
+        let ct: CubeTensor = t.try_into_primitive::<Cube>().map_err(|e| anyhow!("nccl: not a CUDA tensor outside autodiff: {e:?}"))?;
+        if ct.dtype != DType::F32 {
+            bail!("nccl: the all-reduce sums f32 tensors, got {:?}", ct.dtype);
+        }
+        // in place: only on a contiguous buffer no other tensor shares
+        owned.push(if ct.is_contiguous() && ct.is_contiguous_buffer() && ct.can_mut() { ct } else { ct.copy() });
     }
-    let cuda = cuda_device(&ct)?;
-    // in place: only on a contiguous buffer no other tensor shares
-    let ct = if ct.is_contiguous() && ct.is_contiguous_buffer() && ct.can_mut() { ct } else { ct.copy() };
-    let count = ct.meta.shape().num_elements();
+    let cuda = cuda_device(&owned[0])?;
+    let counts: Vec<usize> = owned.iter().map(|ct| ct.meta.shape().num_elements()).collect();
     let stream_id = StreamId::current();
     let dh = device_handle(&cuda);
     let comm = communicator(&dh, cuda.index, rank, size, stream_id, exchange_id)?;
-    let handle = ct.handle.clone();
+    let handles: Vec<_> = owned.iter().map(|ct| ct.handle.clone()).collect();
     dh.submit(move |server: &mut CudaServer| {
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
-            let (stream, ptrs) = server.r1kit_stream_and_ptrs(stream_id, vec![handle.clone().binding()]).map_err(|e| format!("resolving the buffer: {e}"))?;
-            let ptr = ptrs[0] as *mut c_void;
-            // SAFETY: `ptr` holds `count` f32 on this device, kept alive by `handle` until the
-            // all-reduce is enqueued; memory freed after that is reused in stream order.
-            unsafe { nccl::all_reduce(ptr as *const c_void, ptr, count, sys::ncclDataType_t::ncclFloat32, sys::ncclRedOp_t::ncclSum, comm.raw(), stream as sys::cudaStream_t) }
-                .map(|_| ())
-                .map_err(|e| format!("ncclAllReduce of {count} floats: {e:?}"))
+            let bindings = handles.iter().map(|h| h.clone().binding()).collect();
+            let (stream, ptrs) = server.r1kit_stream_and_ptrs(stream_id, bindings).map_err(|e| format!("resolving the buffers: {e}"))?;
+            nccl::group_start().map_err(|e| format!("ncclGroupStart: {e:?}"))?;
+            let mut failed = None;
+            for (&ptr, &count) in ptrs.iter().zip(&counts) {
+                let ptr = ptr as *mut c_void;
+                // SAFETY: `ptr` holds `count` f32 on this device, kept alive by `handles` until
+                // the all-reduce is enqueued; memory freed after that is reused in stream order.
+                let r = unsafe { nccl::all_reduce(ptr as *const c_void, ptr, count, sys::ncclDataType_t::ncclFloat32, sys::ncclRedOp_t::ncclSum, comm.raw(), stream as sys::cudaStream_t) };
+                if let Err(e) = r {
+                    failed.get_or_insert(format!("ncclAllReduce of {count} floats: {e:?}"));
+                }
+            }
+            // the group is closed even after a failed call, or NCCL stays inside it
+            let ended = nccl::group_end().map_err(|e| format!("ncclGroupEnd: {e:?}"));
+            failed.map_or(ended.map(|_| ()), Err)
         }));
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => record_async_error(e),
             Err(panic) => record_async_error(panic_message(panic)),
         }
-        drop(handle);
+        drop(handles);
     });
-    Ok(Tensor::from_primitive::<Cube>(ct))
+    Ok(owned.into_iter().map(Tensor::from_primitive::<Cube>).collect())
 }
 
 /// The process's communicator, joined on first use (blocking until every rank has joined).

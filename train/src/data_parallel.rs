@@ -30,19 +30,20 @@ pub fn all_reduce_gradients(group: &mut Group, grads: &mut GradMap, model: &Mode
     }
     group.all_reduce_sum(&mut flat).context("summing the gradients over the ranks")?;
     let (present, values) = flat.split_at(params.len());
-    regroup(grads, &params, present, |range, dims, device| Tensor::from_data(TensorData::new(values[range].to_vec(), dims), device));
+    regroup(grads, &params, present, |_, range, dims, device| Tensor::from_data(TensorData::new(values[range].to_vec(), dims), device));
     Ok(())
 }
 
-/// `grads` again from the summed presence flags and the summed gradients laid end to end in
-/// parameter order: `take(range, dims, device)` is one parameter's gradient.
-fn regroup(grads: &mut GradMap, params: &[(String, Tensor<2>)], present: &[f32], mut take: impl FnMut(std::ops::Range<usize>, [usize; 2], &Device) -> Tensor<2>) {
+/// `grads` again from the summed presence flags and the summed gradients in parameter order:
+/// `take(index, range, dims, device)` is the gradient of parameter `index`, whose values lie at
+/// `range` when the gradients are laid end to end.
+fn regroup(grads: &mut GradMap, params: &[(String, Tensor<2>)], present: &[f32], mut take: impl FnMut(usize, std::ops::Range<usize>, [usize; 2], &Device) -> Tensor<2>) {
     grads.clear();
     let mut at = 0;
-    for ((name, t), &seen) in params.iter().zip(present) {
+    for (index, ((name, t), &seen)) in params.iter().zip(present).enumerate() {
         let n = t.shape().num_elements();
         if seen > 0.0 {
-            grads.insert(name.clone(), take(at..at + n, t.shape().dims(), &t.device()));
+            grads.insert(name.clone(), take(index, at..at + n, t.shape().dims(), &t.device()));
         }
         at += n;
     }
@@ -71,8 +72,9 @@ pub struct NcclCheck {
 }
 
 /// NCCL on this process's GPU (`device`): joins the communicator (one process, or the ranks that
-/// `r1kit launch` started), sums values that depend on the rank and compares them with the sum
-/// computed on the host, then times `repeats` all-reduces of `elements` floats.
+/// `r1kit launch` started), sums values that depend on the rank (in three tensors of one group)
+/// and compares them with the sum computed on the host, then times `repeats` all-reduces of
+/// `elements` floats.
 pub fn check_nccl(device: &Device, elements: usize, repeats: usize) -> Result<NcclCheck> {
     if !r1kit_gpu::nccl_applies(device) {
         anyhow::bail!("nccl: needs a CUDA device in a CUDA build without fusion (and R1KIT_NCCL unset), got {device:?}");
@@ -81,33 +83,41 @@ pub fn check_nccl(device: &Device, elements: usize, repeats: usize) -> Result<Nc
     let (rank, ranks) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
     let value = |i: usize, r: usize| (i % 97) as f32 * 0.5 + r as f32;
     let mine: Vec<f32> = (0..elements).map(|i| value(i, rank)).collect();
-    let t = Tensor::<1>::from_data(TensorData::new(mine, [elements]), device);
-    let sum = r1kit_gpu::nccl_all_reduce_sum(t.clone(), rank, ranks, |id| exchange_nccl_id(group.as_mut(), id))?;
-    let got = sum.try_into_vec_as::<f32>().map_err(|e| anyhow::anyhow!("nccl: reading the sum back: {e:?}"))?;
+    // three tensors of unequal lengths in one NCCL group, as a model's gradients go
+    let cuts = [0, elements / 2, elements / 2 + elements / 3, elements];
+    let parts: Vec<Tensor<1>> = cuts.windows(2).map(|w| Tensor::<1>::from_data(TensorData::new(mine[w[0]..w[1]].to_vec(), [w[1] - w[0]]), device)).collect();
+    let sums = r1kit_gpu::nccl_all_reduce_sum_each(parts, rank, ranks, |id| exchange_nccl_id(group.as_mut(), id))?;
+    let sum = Tensor::cat(sums, 0);
+    let got = sum.clone().try_into_vec_as::<f32>().map_err(|e| anyhow::anyhow!("nccl: reading the sum back: {e:?}"))?;
     let max_error = got.iter().enumerate().map(|(i, &x)| (x - (0..ranks).map(|r| value(i, r)).sum::<f32>()).abs()).fold(0.0, f32::max);
     r1kit_gpu::take_async_error()?;
+    // timed on a buffer this process owns, summed in place again and again (the values grow, the
+    // work does not), each all-reduce waited for
+    let mut x = sum;
     let started = std::time::Instant::now();
     for _ in 0..repeats {
-        let sum = r1kit_gpu::nccl_all_reduce_sum(t.clone(), rank, ranks, |_| unreachable!("joined above"))?;
-        let _ = sum.slice([0..1]).try_into_vec_as::<f32>(); // waits for the all-reduce
+        x = r1kit_gpu::nccl_all_reduce_sum_each(vec![x], rank, ranks, |_| unreachable!("joined above"))?.remove(0);
+        let _ = x.clone().slice([0..1]).try_into_vec_as::<f32>();
     }
     r1kit_gpu::take_async_error()?;
     Ok(NcclCheck { rank, ranks, elements, max_error, seconds: started.elapsed().as_secs_f64() / repeats.max(1) as f64 })
 }
 
 /// [`all_reduce_gradients`] on GPUs: the presence flags over the host collective (which also names
-/// a dead rank), the gradients as one bucket through NCCL, never leaving the GPU.
+/// a dead rank), the gradients through NCCL where they lie (one NCCL group, no copy into a bucket),
+/// never leaving the GPU.
 fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String, Tensor<2>)], mut present: Vec<f32>) -> Result<()> {
     group.all_reduce_sum(&mut present).context("summing which gradients the ranks have")?;
+    // taken out of the map, so each gradient's buffer is this call's alone and is summed in place
     let parts: Vec<Tensor<1>> = params
         .iter()
         .map(|(name, t)| {
             let n = t.shape().num_elements();
-            grads.get(name).map_or_else(|| Tensor::zeros([n], &t.device()), |g| g.clone().reshape([n]))
+            grads.remove(name).map_or_else(|| Tensor::zeros([n], &t.device()), |g| g.reshape([n]))
         })
         .collect();
     let (rank, size) = (group.rank(), group.size());
-    let sum = r1kit_gpu::nccl_all_reduce_sum(Tensor::cat(parts, 0), rank, size, |id| exchange_nccl_id(Some(group), id)).context("summing the gradients over the ranks (NCCL)")?;
-    regroup(grads, params, &present, |range, dims, _| sum.clone().slice([range]).reshape(dims));
+    let sums = r1kit_gpu::nccl_all_reduce_sum_each(parts, rank, size, |id| exchange_nccl_id(Some(group), id)).context("summing the gradients over the ranks (NCCL)")?;
+    regroup(grads, params, &present, |index, _, dims, _| sums[index].clone().reshape(dims));
     Ok(())
 }
