@@ -5,7 +5,8 @@
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
-#                                          grpo-step-trl-nogc ab nccl profile-train stash smol-grpo (default: info parity gemm train)
+#                                          grpo-step-trl-nogc ab nccl dp dp-kill scale-train scale-grpo concurrent profile-train stash smol-grpo
+#                                          (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
 set -uo pipefail
@@ -16,6 +17,7 @@ mkdir -p "$out" "$final"
 keep=/tmp/r1kit-keep
 r1kit="bash .gpu/run.sh"  # the carried CUDA binary, else the one an earlier call of this machine stashed
 [ -f .gpu/run.sh ] || r1kit="bash $keep/.gpu/run.sh"
+r1kit=${R1KIT:-$r1kit}  # a dry run of the script's plumbing here: R1KIT=target/debug/r1kit DP_DEVICE=cpu scripts/gpu-session.sh dp
 part() { # name, limit in seconds, command...
   local name=$1 limit=$2; shift 2
   echo "== $name" | tee -a "$out/summary.log"
@@ -35,6 +37,16 @@ with_memory() { # name, limit, command...
   kill $smi 2>/dev/null
   echo "-- $name: peak GPU memory $(sort -n "$out/$name.mem" | tail -1) MiB (nvidia-smi, whole device)" | tee -a "$out/summary.log"
 }
+# dp and dp-kill's tiny model (r1kit init) and SFT / GRPO configs, in /tmp/r1kit-dp
+dp_setup() {
+  d=/tmp/r1kit-dp
+  [ -f $d/grpo.toml ] && return
+  rm -rf $d; mkdir -p $d
+  part dp-init 60 $r1kit init --shape qwen2 --hidden 256 --layers 2 --heads 4 --kv-heads 2 --intermediate 512 --vocab-size 400 --template plain \
+    --tokenizer-dataset "arithmetic:n=400,seed=1,digits=1,terms=3,traces=true" --out $d/init
+  printf '[model]\npath = "%s"\ndevice = "%s"\n[data]\ntrain = "arithmetic:n=64,seed=2,digits=1,terms=3,traces=true"\ntemplate = { kind = "plain", format = "Q: {prompt}\\nA:" }\n[train]\nexamples_per_step = 16\nmax_steps = 2\nschedule = "constant"\nmicro_batch_tokens = 1024\nlog_every = 1\n[optimizer]\nlr = 1e-4\n[checkpoint]\nevery = 0\nkeep_last = 0\n' $d/init ${DP_DEVICE:-cuda} > $d/sft.toml
+  printf '[model]\npath = "%s"\ndevice = "%s"\n[data]\ntrain = "arithmetic:n=64,seed=3,digits=1,terms=2?split=train"\nheldout = "arithmetic:n=4,seed=3,digits=1,terms=2?split=heldout"\ntemplate = { kind = "plain", format = "Q: {prompt}\\nA:" }\n[rollout]\nprompts_per_step = 8\ngroup = 4\nmax_new_tokens = 16\n[rewards]\nrewards = ["math", "language:en"]\n[algorithm]\nbeta = 0.05\nmu = 2\n[optimizer]\nlr = 1e-4\n[run]\nsteps = 2\neval_every = 0\n' $d/init ${DP_DEVICE:-cuda} > $d/grpo.toml
+}
 parts=${*:-info parity gemm train}
 # assets are not in the working tree; the tokenizer the benches need may come packed, 2 MB instead of 11:
 #   tar cJf .carry/qwen3-tokenizer.tar.xz -C assets/tokenizers qwen3   (then carry that file)
@@ -46,7 +58,7 @@ for p in $parts; do
       part parity-f32 120 $r1kit check parity --device cuda
       part parity-bf16 90 $r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
       part sft-step 90 $r1kit check sft-step --device cuda
-      part decode-graph 120 $r1kit check decode-graph --device cuda ;;
+      [ "${DECODE_GRAPH:-1}" = 1 ] && part decode-graph 120 $r1kit check decode-graph --device cuda ;;
     gemm)
       part gemm 220 $r1kit bench gemm --device cuda --out "$out/gemm.json"
       part gemm-torch 90 python3 gpu/bench_gemm_torch.py ;;
@@ -76,7 +88,7 @@ for p in $parts; do
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
       with_memory grpo-step-trl 240 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --out "$out/grpo-step-trl.json"
       with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512
-      with_memory grpo-step-r1kit-blocks 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --checkpointing blocks --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
+      [ "${GRPO_BLOCKS:-1}" = 1 ] && with_memory grpo-step-r1kit-blocks 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --checkpointing blocks --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     rollout|rollout-1.5b) # issue 13's setting: 64 prompts x G 8, 256 prompt + 512 new tokens, T 1
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b
       args="--prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens 512"
@@ -105,8 +117,47 @@ for p in $parts; do
     nccl) # issue 14: NCCL's all-reduce on one GPU (one rank), and over two ranks where the machine has two GPUs
       part nccl-1 120 $r1kit check nccl --device cuda
       if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
-        part nccl-2 180 $r1kit launch --nproc 2 -- check nccl --device cuda
+        part nccl-2 180 env NCCL_DEBUG=INFO $r1kit launch --nproc 2 -- check nccl --device cuda
       fi ;;
+    dp) # issue 14 goal 1: one step of SFT and of GRPO on 1 GPU and on 2 ranks (same global batch), weights compared
+      dp_setup
+      for c in f32 bf16; do
+        part dp-sft-$c-1 150 $r1kit sft --config $d/sft.toml --set model.compute="\"$c\"" --set train.out_dir="\"$d/sft-$c-1\""
+        part dp-sft-$c-2 150 $r1kit launch --nproc 2 -- sft --config $d/sft.toml --set model.compute="\"$c\"" --set train.out_dir="\"$d/sft-$c-2\""
+        part dp-sft-$c-same 60 $r1kit check same-weights $d/sft-$c-1/final $d/sft-$c-2/final --from $d/init
+        # the yardstick: one process again, its batch laid out otherwise (unpacked rows; other micro-batches): only the summation order changes
+        part dp-sft-$c-1mb 150 $r1kit sft --config $d/sft.toml --set model.compute="\"$c\"" --set data.packing=false --set train.out_dir="\"$d/sft-$c-1mb\""
+        part dp-sft-$c-same-1mb 60 $r1kit check same-weights $d/sft-$c-1/final $d/sft-$c-1mb/final
+        part dp-grpo-$c-1 150 $r1kit grpo --config $d/grpo.toml --set model.compute="\"$c\"" --set run.out="\"$d/grpo-$c-1\""
+        part dp-grpo-$c-2 150 $r1kit launch --nproc 2 -- grpo --config $d/grpo.toml --set model.compute="\"$c\"" --set run.out="\"$d/grpo-$c-2\""
+        part dp-grpo-$c-same 60 $r1kit check same-weights $d/grpo-$c-1/final $d/grpo-$c-2/final --from $d/init
+        part dp-grpo-$c-1mb 150 $r1kit grpo --config $d/grpo.toml --set model.compute="\"$c\"" --set optimizer.micro_batch_tokens=128 --set run.out="\"$d/grpo-$c-1mb\""
+        part dp-grpo-$c-same-1mb 60 $r1kit check same-weights $d/grpo-$c-1/final $d/grpo-$c-1mb/final
+        part dp-grpo-$c-metrics 10 bash -c "tail -n 2 $d/grpo-$c-1/metrics.jsonl $d/grpo-$c-2/metrics.jsonl | cut -c1-600"
+      done ;;
+    dp-kill) # issue 14 goal 4: rank 1 killed mid-run (SIGKILL); the launcher and rank 0 must end, naming it
+      dp_setup
+      part dp-kill 150 bash -c "rm -rf $d/kill; $r1kit launch --nproc 2 --grace 60 -- sft --config $d/sft.toml --set train.max_steps=100000 --set train.out_dir='\"$d/kill\"' > $out/dp-kill-run.log 2>&1 & l=\$!
+        for i in \$(seq 600); do [ -s $d/kill/metrics.jsonl ] && break; sleep 0.2; done
+        pid=\$(sed -n 's/^r1kit launch: rank 1 of 2 is pid //p' $out/dp-kill-run.log); echo \"steps done: \$(wc -l < $d/kill/metrics.jsonl); killing rank 1 (pid \$pid)\"
+        t=\$EPOCHREALTIME; kill -9 \$pid; wait \$l; rc=\$?; echo \"launcher exit \$rc after \$(awk \"BEGIN { print \$EPOCHREALTIME - \$t }\") s\"
+        grep -E 'rank 1|lost|killing|Error|error' $out/dp-kill-run.log | tail -n 12" ;;
+    scale-train) # issue 14 goal 2: training tokens/s, 1 GPU vs 2 ranks (each rank 8 x 2048), SCALE_SHAPES (qwen2.5-0.5b qwen2.5-1.5b)
+      for shape in ${SCALE_SHAPES:-qwen2.5-0.5b qwen2.5-1.5b}; do
+        args="bench train --device cuda --shape $shape --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --steps ${SCALE_STEPS:-3}"
+        with_memory scale-train-$shape-1 300 $r1kit $args --out "$out/scale-train-$shape-1.json"
+        with_memory scale-train-$shape-2 300 $r1kit launch --nproc 2 -- $args --out "$out/scale-train-$shape-2.json"
+      done ;;
+    scale-grpo) # issue 14 goal 2: a GRPO step (G 8, 512 tokens; SCALE_GRPO_SHAPES, default qwen2.5-0.5b), 1 GPU with 16 prompts vs 2 ranks with 32 (8 x 2 per rank: the same work per GPU) and with 16
+      for shape in ${SCALE_GRPO_SHAPES:-qwen2.5-0.5b}; do
+        args="bench grpo-step --device cuda --compute bf16 --warmup 1 --shape $shape --tokenizer assets/tokenizers/qwen3 --group 8 --max-new-tokens 512"
+        with_memory scale-grpo-$shape-1 300 $r1kit $args --prompts 16
+        with_memory scale-grpo-$shape-2 300 $r1kit launch --nproc 2 -- $args --prompts 32
+        [ "${SCALE_STRONG:-1}" = 1 ] && with_memory scale-grpo-$shape-2-strong 300 $r1kit launch --nproc 2 -- $args --prompts 16
+      done ;;
+    concurrent) # two independent 1-GPU training runs at once, no NCCL: how much one process slows the other (the host they share)
+      args="bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --steps ${SCALE_STEPS:-3}"
+      with_memory concurrent-train 300 bash -c "CUDA_VISIBLE_DEVICES=1 $r1kit $args > $out/concurrent-gpu1.log 2>&1 & CUDA_VISIBLE_DEVICES=0 $r1kit $args; wait; cat $out/concurrent-gpu1.log" ;;
     profile-train) # where a 0.5B training micro-step's GPU time goes, per kernel (ncu: the machine has no nsys)
       part profile-train-ncu 300 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-15000} --launch-count ${COUNT:-13000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
       part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 ;;
