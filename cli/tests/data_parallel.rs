@@ -1,6 +1,6 @@
 //! Data-parallel SFT and GRPO as separate processes (`r1kit launch`, TCP rendezvous on 127.0.0.1 as across
-//! machines): two ranks end where one process with the same global batch ends; an SFT run resumes
-//! with another number of ranks; a killed rank stops the other with a message naming it.
+//! machines): two ranks end where one process with the same global batch ends; SFT and GRPO runs
+//! resume with another number of ranks; a killed rank stops the other with a message naming it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -168,6 +168,18 @@ fn grpo_on_two_ranks_matches_one_process() {
         assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "losses {a} vs {b}");
     }
     assert_same_model(&single.join("final"), &root.join("run/final"), "GRPO, 2 ranks vs 1");
+
+    // resumed with another number of ranks: two ranks take step 1, one process step 2, and the run
+    // ends where one process taking both ends (constant lr: the shorter first run keeps the schedule)
+    let set = |key: &str, value: String| ["--set".to_string(), format!("{key}={value}")];
+    let constant = set("optimizer.schedule", "\"constant\"".into());
+    let whole = root.join("whole");
+    run_ok(r1kit().args(["grpo", "--config"]).arg(&config).args(set("run.out", format!("\"{}\"", whole.display()))).args(&constant));
+    let resumed = root.join("resumed");
+    let resumed_out = set("run.out", format!("\"{}\"", resumed.display()));
+    run_ok(r1kit().args(["launch", "--nproc", "2", "--", "grpo", "--config"]).arg(&config).args(&resumed_out).args(&constant).args(set("run.steps", "1".into())));
+    run_ok(r1kit().args(["grpo", "--config"]).arg(&config).args(&resumed_out).args(&constant));
+    assert_same_model(&whole.join("final"), &resumed.join("final"), "GRPO, 2 ranks for step 1 then 1 process vs 1 process");
 
     // dynamic sampling: the ranks agree on each resampling round
     let dynamic = root.join("dynamic");
