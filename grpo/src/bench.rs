@@ -45,6 +45,9 @@ impl std::fmt::Display for StepBench {
             writeln!(f, "  {name:<10} {t:>8.3} s  {:>5.1}%", 100.0 * t / total.max(1e-12))?;
         }
         write!(f, "  generated {:.1} tokens/s; update {:.1} tokens/s", self.completion_tokens as f64 / self.generate_s, self.completion_tokens as f64 / self.update_s)?;
+        if self.ranks > 1 {
+            write!(f, " (every rank's tokens over rank 0's phase times)")?;
+        }
         if !self.warmup_s.is_empty() {
             write!(f, "\n  after {} warm-up step(s) of {:?} s", self.warmup_s.len(), self.warmup_s.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>())?;
         }
@@ -57,6 +60,9 @@ impl std::fmt::Display for StepBench {
 /// with beta > 0) is timed on its own. Every step starts from `model` (updates are dropped). With
 /// `ranks`, this process takes its share of the prompts (every size-th, as the trainer does).
 pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, warmup: usize, mut ranks: Option<&mut Group>) -> Result<StepBench> {
+    if let Some(g) = ranks.as_deref().filter(|g| prompts < g.size()) {
+        anyhow::bail!("--prompts {prompts} is fewer than the {} ranks: every rank needs a prompt", g.size());
+    }
     let mut warmup_s = Vec::with_capacity(warmup);
     for _ in 0..warmup {
         let t = Instant::now();
