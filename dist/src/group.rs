@@ -19,6 +19,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Group {
     world: World,
+    /// How long a collective waits for a silent rank.
+    timeout: Duration,
     /// Rank 0: a link to each other rank, in rank order; other ranks: the link to rank 0.
     links: Vec<(usize, TcpStream)>,
 }
@@ -43,7 +45,7 @@ impl Group {
             stream.set_write_timeout(Some(timeout))?;
             stream.set_nodelay(true)?;
         }
-        Ok(Group { world: world.clone(), links })
+        Ok(Group { world: world.clone(), timeout, links })
     }
 
     pub fn world(&self) -> &World {
@@ -56,6 +58,17 @@ impl Group {
 
     pub fn size(&self) -> usize {
         self.world.size
+    }
+
+    /// Bounds a wait outside this group's own collectives (a GPU all-reduce) by the group's
+    /// timeout: while the returned watch lives, running past the timeout ends the process with a
+    /// message naming this rank and `what`, as a host collective's timeout would end it with an
+    /// error.
+    pub fn watch(&self, what: &str) -> crate::watch::Watch {
+        crate::watch::watch(self.timeout, format!("rank {}: {what}", self.rank()), |message| {
+            eprintln!("error: {message}");
+            std::process::exit(1)
+        })
     }
 
     /// Every rank's `values` summed element by element (rank 0 + rank 1 + ...), on every rank.

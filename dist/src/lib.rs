@@ -5,10 +5,12 @@
 //!
 //! The transport here moves host buffers: it is what CPU training uses, and what the tests run.
 //! A rank that dies closes its connection, so the others stop at their next collective with an
-//! error naming it; a rank that hangs is named after the group's timeout.
+//! error naming it; a rank that hangs is named after the group's timeout, and a wait on a GPU
+//! collective is bounded by the same timeout ([`Group::watch`]).
 
 pub mod group;
 pub mod launch;
+pub mod watch;
 pub mod world;
 
 pub use group::Group;

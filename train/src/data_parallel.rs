@@ -118,6 +118,13 @@ fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String,
         .collect();
     let (rank, size) = (group.rank(), group.size());
     let sums = r1kit_gpu::nccl_all_reduce_sum_each(parts, rank, size, |id| exchange_nccl_id(Some(group), id)).context("summing the gradients over the ranks (NCCL)")?;
+    // NCCL's kernel waits on the GPU for every rank; a rank that died inside it would leave this
+    // one waiting for ever in its next read from the device. So wait here, within the timeout.
+    if let Some(first) = sums.first() {
+        let _watch = group.watch("summing the gradients over NCCL");
+        let _ = first.clone().slice([0..1]).into_scalar::<f32>();
+    }
+    r1kit_gpu::take_async_error()?;
     regroup(grads, params, &present, |index, _, dims, _| sums[index].clone().reshape(dims));
     Ok(())
 }
