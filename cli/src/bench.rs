@@ -224,14 +224,14 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
                 // the other ranks' share of the step, to see which rank the others wait for
                 eprintln!(
                     "bench train: rank {}: step {:.3} s, forward + backward {:.3} s of which all-reduce {:.3} s",
-                    g.rank(), r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64, r.gradient_seconds, r.all_reduce_seconds
+                    g.rank(), r.mean_step_seconds(), r.gradient_seconds, r.all_reduce_seconds
                 );
                 return Ok(());
             }
             println!(
                 "bench train {} on {device:?} x {} rank(s) ({} products): {} parameters, {} x {} tokens per rank in {} micro-batches; step {:.3} s (steps {:?}; forward + backward {:.3} s of which all-reduce {:.3} s, clip + AdamW the rest); {:.0} tokens/s; MFU {:.1}% of {:.0} TFLOP/s per device; loss {:.3}",
                 a.shape, r.ranks, a.compute, r.parameters, r.batch, r.seq, r.micro_batches,
-                r.step_seconds.iter().sum::<f64>() / r.step_seconds.len().max(1) as f64,
+                r.mean_step_seconds(),
                 r.step_seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
                 r.gradient_seconds, r.all_reduce_seconds,
                 r.tokens_per_s, 100.0 * r.mfu, r1kit_train::bench::PEAK_FLOPS / 1e12, r.loss

@@ -72,7 +72,7 @@ pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, gro
     Ok(StepBench { warmup_s, ..timed_step(model, tokenizer, prompts, group, max_new_tokens, ranks)? })
 }
 
-fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, ranks: Option<&mut Group>) -> Result<StepBench> {
+fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize, max_new_tokens: usize, mut ranks: Option<&mut Group>) -> Result<StepBench> {
     let records = r1kit_datasets::load_records(&format!("arithmetic:n={prompts},seed=5"))?;
     let records = match ranks.as_deref() {
         Some(g) => g.world().shard(&records),
@@ -116,20 +116,16 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
     let sequences = StepSequences::new(&prompts_of, &tokens_of, adv);
     let mut optimizer = AdamW::new(AdamWConfig { lr: 1e-6, ..Default::default() });
     let t = Instant::now();
-    let mut counts = [completions.len() as f64, tokens_of.iter().map(|t| t.len()).sum::<usize>() as f64];
-    let size = match ranks {
-        Some(g) => {
-            let (updated, _) = policy_update_across(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6, g)?;
-            // wait for the device: read one updated weight back
-            let _ = updated.parameters()[0].1.clone().slice([0..1, 0..1]).into_scalar::<f32>();
-            g.all_reduce_sum_f64(&mut counts).context("summing the completions over the ranks")?;
-            g.size()
-        }
-        None => {
-            let _ = policy_update(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6);
-            1
-        }
-    };
+    match ranks.as_deref_mut() {
+        Some(g) => drop(policy_update_across(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6, g)?),
+        None => drop(policy_update(model.clone(), &mut optimizer, &sequences, None, &config, 1e-6)),
+    }
+    // timed once the device has finished the update (its optimizer kernels may still run)
+    model.device().sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
     let update_s = t.elapsed().as_secs_f64();
-    Ok(StepBench { ranks: size, completions: counts[0] as usize, completion_tokens: counts[1] as usize, generate_s, score_s, reference_s, update_s, warmup_s: Vec::new() })
+    let mut counts = [completions.len() as f64, tokens_of.iter().map(|t| t.len()).sum::<usize>() as f64];
+    if let Some(g) = ranks.as_deref_mut() {
+        g.all_reduce_sum_f64(&mut counts).context("summing the completions over the ranks")?;
+    }
+    Ok(StepBench { ranks: ranks.map_or(1, |g| g.size()), completions: counts[0] as usize, completion_tokens: counts[1] as usize, generate_s, score_s, reference_s, update_s, warmup_s: Vec::new() })
 }

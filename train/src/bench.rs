@@ -46,6 +46,17 @@ pub struct TrainBenchReport {
     pub loss: f64,
 }
 
+impl TrainBenchReport {
+    /// Seconds of the mean timed step.
+    pub fn mean_step_seconds(&self) -> f64 {
+        mean(&self.step_seconds)
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
 /// Model FLOPs per trained token (forward + backward), the formula.
 pub fn flops_per_token(config: &ModelConfig, parameters: usize, seq: usize) -> f64 {
     6.0 * parameters as f64 + 12.0 * (config.num_layers * config.hidden_size * seq) as f64
@@ -89,37 +100,34 @@ pub fn bench_train(config: ModelConfig, device: &Device, run: &TrainBenchRun, mu
     let mut gradient_seconds = 0.0;
     let mut all_reduce_seconds = 0.0;
     let mut loss = f64::NAN;
-    // wait for the device (the loss is read back already; the last gradient may still run)
-    let wait = |grads: &crate::grads::GradMap| {
-        if let Some(g) = grads.values().next() {
-            let _ = g.clone().slice([0..1, 0..1]).into_scalar::<f32>();
-        }
-    };
+    // each phase is timed once the device has finished it (the loss is read back already, the
+    // last kernels may still run)
+    let wait = || device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
     for step in 0..warmup + steps {
         let t = Instant::now();
         let mut grads = step_gradients(&model, &freeze, &batches);
-        wait(&grads.grads);
-        let reduce = Instant::now();
+        wait()?;
         if let Some(g) = group.as_deref_mut() {
+            let reduce = Instant::now();
             all_reduce_gradients(g, &mut grads.grads, &model, &freeze)?;
-            wait(&grads.grads);
+            wait()?;
+            if step >= warmup {
+                all_reduce_seconds += reduce.elapsed().as_secs_f64() / steps as f64;
+            }
         }
         if step >= warmup {
             gradient_seconds += t.elapsed().as_secs_f64() / steps as f64;
-            all_reduce_seconds += reduce.elapsed().as_secs_f64() / steps as f64;
         }
         clip_global_norm(&mut grads.grads, 1.0);
         model = optimizer.step(model, &grads.grads, 1e-5);
-        // wait for the device: read one updated weight back
-        let _ = model.parameters()[0].1.clone().slice([0..1, 0..1]).into_scalar::<f32>();
+        wait()?;
         loss = grads.loss;
         if step >= warmup {
             step_seconds.push(t.elapsed().as_secs_f64());
         }
     }
-    let mean = step_seconds.iter().sum::<f64>() / step_seconds.len().max(1) as f64;
     let tokens = (ranks * batch * seq) as f64;
-    let tokens_per_s = tokens / mean;
+    let tokens_per_s = tokens / mean(&step_seconds);
     Ok(TrainBenchReport {
         parameters,
         ranks,
@@ -130,7 +138,7 @@ pub fn bench_train(config: ModelConfig, device: &Device, run: &TrainBenchRun, mu
         tokens_per_s,
         step_seconds,
         gradient_seconds,
-        all_reduce_seconds: if group.is_some() { all_reduce_seconds } else { 0.0 },
+        all_reduce_seconds,
         loss,
     })
 }

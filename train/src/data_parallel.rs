@@ -97,7 +97,7 @@ pub fn check_nccl(device: &Device, elements: usize, repeats: usize) -> Result<Nc
     let started = std::time::Instant::now();
     for _ in 0..repeats {
         x = r1kit_gpu::nccl_all_reduce_sum_each(vec![x], rank, ranks, |_| unreachable!("joined above"))?.remove(0);
-        let _ = x.clone().slice([0..1]).try_into_vec_as::<f32>();
+        device.sync().map_err(|e| anyhow::anyhow!("nccl: waiting for the all-reduce: {e:?}"))?;
     }
     r1kit_gpu::take_async_error()?;
     Ok(NcclCheck { rank, ranks, elements, max_error, seconds: started.elapsed().as_secs_f64() / repeats.max(1) as f64 })
@@ -122,7 +122,7 @@ fn all_reduce_on_gpus(group: &mut Group, grads: &mut GradMap, params: &[(String,
     // one waiting for ever in its next read from the device. So wait here, within the timeout.
     if let Some(first) = sums.first() {
         let _watch = group.watch("summing the gradients over NCCL");
-        let _ = first.clone().slice([0..1]).into_scalar::<f32>();
+        first.device().sync().map_err(|e| anyhow::anyhow!("waiting for NCCL's sum: {e:?}"))?;
     }
     r1kit_gpu::take_async_error()?;
     regroup(grads, params, &present, |index, _, dims, _| sums[index].clone().reshape(dims));
