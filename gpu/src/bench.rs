@@ -378,7 +378,7 @@ fn op_name(transpose: bool) -> &'static str {
     if transpose { "T" } else { "N" }
 }
 
-fn sync(device: &Device) -> Result<()> {
+pub(crate) fn sync(device: &Device) -> Result<()> {
     device.sync().map_err(|e| anyhow!("device sync: {e:?}"))
 }
 
@@ -564,7 +564,7 @@ fn chain_case(device: &Device, gemm: &GemmFn, dtype: FloatDType, steps: usize, (
 
 /// Seconds per call of `f` (median of 5 batches of back-to-back calls, one sync per batch, at
 /// most two results alive).
-fn time_per_call(device: &Device, batch_seconds: f64, mut f: impl FnMut() -> Result<Tensor<2>>) -> Result<f64> {
+pub(crate) fn time_per_call<T>(device: &Device, batch_seconds: f64, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
     for _ in 0..2 {
         let c = f()?;
         sync(device)?;

@@ -21,6 +21,7 @@ mod fused;
 #[cfg(all(feature = "cuda", not(feature = "fusion")))]
 mod nccl;
 pub mod attention;
+pub mod kernels;
 pub mod layout;
 pub mod logprobs;
 mod matmul;

@@ -1,0 +1,161 @@
+//! The fused kernels against burn's ops on one device, at the model's shapes: the output and the
+//! gradients (forward + backward under a fixed weighting of the output), and, when asked, the time
+//! of each. `r1kit check kernels` and `r1kit bench kernels` print these on the GPU.
+
+use anyhow::{bail, Result};
+use burn::prelude::{Device, Tensor, TensorData};
+use burn::tensor::FloatDType;
+
+use crate::bench::time_per_call;
+use crate::check::Rng;
+
+/// One op at one shape and dtype, fused against burn's ops.
+#[derive(Debug, Clone)]
+pub struct OpComparison {
+    /// `rms_norm`, `swiglu` or `rope`.
+    pub op: &'static str,
+    /// `[rows, cols]` of the activation.
+    pub shape: [usize; 2],
+    /// rms_norm: the output's dtype (its input is f32, as the model's residual stream);
+    /// swiglu: the operands' dtype; rope: the model's f32 always (the run's dtype is printed).
+    pub dtype: FloatDType,
+    /// Each result's largest difference relative to the largest |value| of burn's, by name.
+    pub differences: Vec<(&'static str, f32)>,
+    /// Seconds of one forward + backward: fused, burn's ops (when timed).
+    pub seconds: Option<(f64, f64)>,
+}
+
+impl OpComparison {
+    /// The worst of [`OpComparison::differences`].
+    pub fn worst(&self) -> f32 {
+        self.differences.iter().map(|(_, d)| *d).fold(0.0, f32::max)
+    }
+}
+
+/// The tolerance of a relative difference for results written as `dtype`: a few roundings of it.
+pub fn tolerance(dtype: FloatDType) -> f32 {
+    match dtype {
+        FloatDType::F32 => 1e-4,
+        _ => 2e-2,
+    }
+}
+
+/// The sizes the ops are compared at: a model's, over `rows` tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub rows: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+/// RMSNorm at `[rows, hidden]` (f32 input, output in `dtype`), rotary embeddings of the queries
+/// `[1, rows, heads, head_dim]` (in f32, as the model's) and SwiGLU at `[rows, intermediate]` (in
+/// `dtype`), fused against burn's ops on `device` (an autodiff device is taken as given; a plain
+/// one is made autodiff). Timed over ~`batch_seconds` per batch when that is above 0.
+pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: f64) -> Result<Vec<OpComparison>> {
+    let Sizes { rows, hidden: cols, intermediate, heads, head_dim } = sizes;
+    let device = if device.is_autodiff() { device.clone() } else { device.clone().autodiff() };
+    if !super::applies(&device) {
+        bail!("the fused kernels do not run on {device:?} in this build (a CUDA build, or the tests' cube-cpu one; R1KIT_FUSED_KERNELS=0 turns them off)");
+    }
+    let mut rng = Rng::new(7);
+    let mut random = |shape: [usize; 2], std: f64| Tensor::<2>::from_data(TensorData::new(rng.normals(shape[0] * shape[1], std), shape), &device);
+
+    let x = random([rows, cols], 2.0).require_grad();
+    let weight = (random([1, cols], 0.3) + 1.0).require_grad();
+    let w_norm = random([rows, cols], 1.0);
+    let norm = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let y = if fused { super::rms_norm(&x, &weight, 1e-6, dtype).ok_or_else(|| anyhow::anyhow!("rms_norm: the kernel declined"))? } else { super::reference::rms_norm(x.clone(), &weight, 1e-6, dtype) };
+        let grads = (y.clone().cast(FloatDType::F32) * w_norm.clone()).sum().backward();
+        Ok(vec![y, x.grad(&grads).expect("x is tracked"), weight.grad(&grads).expect("weight is tracked")])
+    };
+    let gate = random([rows, intermediate], 3.0).cast(dtype).require_grad();
+    let up = random([rows, intermediate], 1.0).cast(dtype).require_grad();
+    let w_gate = random([rows, intermediate], 1.0);
+    let gated = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let y = if fused { super::swiglu(&gate, &up).ok_or_else(|| anyhow::anyhow!("swiglu: the kernel declined"))? } else { super::reference::swiglu(gate.clone(), up.clone()) };
+        let grads = (y.clone().cast(FloatDType::F32) * w_gate.clone()).sum().backward();
+        Ok(vec![y, gate.grad(&grads).expect("gate is tracked"), up.grad(&grads).expect("up is tracked")])
+    };
+    let q = Tensor::<4>::from_data(TensorData::new(rng.normals(rows * heads * head_dim, 1.0), [1, rows, heads, head_dim]), &device).require_grad();
+    let (cos, sin) = rope_tables(rows, head_dim, &device);
+    let w_rope = Tensor::<4>::from_data(TensorData::new(rng.normals(rows * heads * head_dim, 1.0), [1, heads, rows, head_dim]), &device);
+    let rotated = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let y = if fused { super::rope(&q, &cos, &sin).ok_or_else(|| anyhow::anyhow!("rope: the kernel declined"))? } else { super::reference::rope(q.clone(), &cos, &sin) };
+        let grads = (y.clone() * w_rope.clone()).sum().backward();
+        Ok(vec![y.reshape([rows * heads, head_dim]), q.grad(&grads).expect("q is tracked").reshape([rows * heads, head_dim])])
+    };
+
+    let mut results = Vec::new();
+    let cases: [(&'static str, [usize; 2], &[&'static str], &dyn Fn(bool) -> Result<Vec<Tensor<2>>>); 3] = [
+        ("rms_norm", [rows, cols], &["y", "dx", "dweight"], &norm),
+        ("swiglu", [rows, intermediate], &["y", "dgate", "dup"], &gated),
+        ("rope", [rows, heads * head_dim], &["y", "dx"], &rotated),
+    ];
+    for (op, shape, names, run) in cases {
+        let (ours, theirs) = (run(true)?, run(false)?);
+        let differences = names.iter().zip(ours.into_iter().zip(theirs)).map(|(name, (o, t))| Ok((*name, relative_difference(o.into_data(), t.into_data())?))).collect::<Result<Vec<_>>>()?;
+        let seconds = if batch_seconds > 0.0 {
+            Some((time_per_call(&device, batch_seconds, || run(true))?, time_per_call(&device, batch_seconds, || run(false))?))
+        } else {
+            None
+        };
+        results.push(OpComparison { op, shape, dtype, differences, seconds });
+    }
+    Ok(results)
+}
+
+/// cos and sin `[1, 1, rows, head_dim]` of positions `0..rows` at Qwen2.5's base (two equal halves, as the model builds them).
+fn rope_tables(rows: usize, head_dim: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    let half = head_dim / 2;
+    let (mut cos, mut sin) = (vec![0f32; rows * head_dim], vec![0f32; rows * head_dim]);
+    for p in 0..rows {
+        for i in 0..half {
+            let angle = p as f64 / 1e6f64.powf(2.0 * i as f64 / head_dim as f64);
+            for j in [i, i + half] {
+                cos[p * head_dim + j] = angle.cos() as f32;
+                sin[p * head_dim + j] = angle.sin() as f32;
+            }
+        }
+    }
+    let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, rows, head_dim]), device);
+    (table(cos), table(sin))
+}
+
+/// `max |a - b| / max |b|`.
+fn relative_difference(a: TensorData, b: TensorData) -> Result<f32> {
+    let (a, b) = (a.convert::<f32>().try_into_vec::<f32>()?, b.convert::<f32>().try_into_vec::<f32>()?);
+    if a.len() != b.len() {
+        bail!("{} values against {}", a.len(), b.len());
+    }
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0f32, f32::max).max(f32::MIN_POSITIVE);
+    Ok(if diff.is_nan() { f32::INFINITY } else { diff / scale })
+}
+
+#[cfg(all(test, feature = "cube-cpu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_comparison_runs_and_passes_on_the_cpu_runtime() {
+        for dtype in [FloatDType::F32, FloatDType::BF16] {
+            let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, head_dim: 8 };
+            let results = compare(&Device::cpu(), sizes, dtype, 0.0).unwrap();
+            assert_eq!(results.len(), 3);
+            for r in &results {
+                assert!(r.worst() <= tolerance(dtype), "{r:?}");
+                assert!(r.seconds.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_device_without_the_kernels_is_refused() {
+        let sizes = Sizes { rows: 4, hidden: 8, intermediate: 8, heads: 2, head_dim: 4 };
+        let err = compare(&Device::flex(), sizes, FloatDType::F32, 0.0).unwrap_err();
+        assert!(err.to_string().contains("do not run"), "{err}");
+    }
+}

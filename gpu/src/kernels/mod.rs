@@ -1,0 +1,149 @@
+//! Fused CubeCL kernels for the model's elementwise work, forward and backward: RMSNorm
+//! ([`rms_norm`]), rotary embeddings with the heads' transpose ([`rope`]) and the SwiGLU gate
+//! ([`swiglu`]).
+//!
+//! Why: a 0.5B training micro-step on the GPU was 9,158 kernels, of which the GEMMs are ~20 ms of
+//! 122 ms; the rest is burn's unfused elementwise ops, reductions and f32<->bf16 casts
+//! (docs/gpu/RESULTS.md, Step 6). Each op here is one kernel forward and one or two backward,
+//! reads any float dtype and computes in f32.
+//!
+//! They run on burn's `Cube` backend: on CUDA (the `cuda` feature), and on CubeCL's CPU runtime
+//! (the `cube-cpu` feature), which is how the tests check them without a GPU, values and
+//! gradients against burn's own ops. Each public function returns `None` where its kernels do not
+//! apply (another backend, a build without them, burn's fusion on, `R1KIT_FUSED_KERNELS=0`): the
+//! caller then computes the same thing with burn's ops.
+
+pub mod compare;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod launch;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod rms_norm;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod rope;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod swiglu;
+
+use burn::prelude::Tensor;
+use burn::tensor::FloatDType;
+
+/// Whether this build has the fused kernels and they are not switched off by
+/// `R1KIT_FUSED_KERNELS=0` (the A/B switch against burn's ops).
+pub fn enabled() -> bool {
+    cfg!(all(feature = "kernels", not(feature = "fusion"))) && !std::env::var("R1KIT_FUSED_KERNELS").is_ok_and(|v| v == "0")
+}
+
+/// Whether the fused kernels run for tensors on `device` (autodiff or not): [`enabled`] and a
+/// device of burn's `Cube` backend. Callers that pick dtypes around a kernel ask this first.
+pub fn applies(device: &burn::prelude::Device) -> bool {
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        use burn::backend::DispatchDevice;
+        enabled() && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Cube(_))
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// RMSNorm over the last dim, `x / sqrt(mean(x^2) + eps) * weight` in f32 (weight `[1, n]`,
+/// applied after the normalization, as transformers does), written as `out` (so the bf16 a GEMM
+/// takes next needs no cast of its own). `x` and `weight` of one float dtype, on a `Cube` device.
+/// Gradients for both, through an autodiff op of ours when they are tracked.
+pub fn rms_norm<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, eps: f64, out: FloatDType) -> Option<Tensor<D>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        rms_norm::rms_norm(x, weight, eps, out)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (x, weight, eps, out);
+        None
+    }
+}
+
+/// The SwiGLU gate `silu(gate) * up`, computed in f32 and written in the operands' dtype (both of
+/// one float dtype, one shape, on a `Cube` device), gradients for both when tracked.
+pub fn swiglu<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> Option<Tensor<D>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        swiglu::swiglu(gate, up)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (gate, up);
+        None
+    }
+}
+
+/// Rotary embeddings of `x` `[b, s, heads, hd]` (a projection's output, reshaped) with tables
+/// `cos`, `sin` `[b, 1, s, hd]` (constants), returned as `[b, heads, s, hd]` in `x`'s dtype:
+/// `x * cos + rotate_half(x) * sin` with the transpose folded in. A gradient for `x` when tracked.
+pub fn rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tensor<4>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        rope::rope(x, cos, sin)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (x, cos, sin);
+        None
+    }
+}
+
+/// The references the kernels are checked against (tests here, `r1kit check kernels` on a GPU):
+/// the same maths in burn's ops, as the model computed it before the kernels.
+pub mod reference {
+    use burn::prelude::Tensor;
+    use burn::tensor::FloatDType;
+
+    /// `t` as `dtype`, with no cast (and no autodiff node) where it already is.
+    pub fn cast_to<const D: usize>(t: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
+        if t.dtype() == dtype.into() { t } else { t.cast(dtype) }
+    }
+
+    /// RMSNorm in f32 by burn's ops, cast to `out`.
+    pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<2>, eps: f64, out: FloatDType) -> Tensor<D> {
+        let x = cast_to(x, FloatDType::F32);
+        let variance = x.clone().square().mean_dim(D - 1);
+        let normed = x * (variance + eps).sqrt().recip();
+        let n = weight.dims()[1];
+        let mut shape = [1usize; D];
+        shape[D - 1] = n;
+        cast_to(normed * cast_to(weight.clone(), FloatDType::F32).reshape(shape), out)
+    }
+
+    /// [`super::rope`] by burn's ops: the transpose, then [`rotate`].
+    pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        rotate(x.swap_dims(1, 2), cos, sin)
+    }
+
+    /// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = [-x2, x1]` (Hugging Face's
+    /// convention), `x` `[b, heads, s, hd]`, the tables `[b, 1, s, hd]`; in f32, returned in
+    /// `x`'s dtype.
+    pub fn rotate(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let dtype = x.dtype().into();
+        let x = cast_to(x, FloatDType::F32);
+        let [b, h, s, d] = x.dims();
+        let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..d / 2]);
+        let x2 = x.clone().slice([0..b, 0..h, 0..s, d / 2..d]);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        cast_to(x * cast_to(cos.clone(), FloatDType::F32) + rotated * cast_to(sin.clone(), FloatDType::F32), dtype)
+    }
+
+    /// `silu(gate) * up` in f32 by burn's ops, cast back to the operands' dtype.
+    pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+        let dtype = gate.dtype().into();
+        cast_to(burn::tensor::activation::silu(cast_to(gate, FloatDType::F32)) * cast_to(up, FloatDType::F32), dtype)
+    }
+}
