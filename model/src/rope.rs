@@ -71,10 +71,12 @@ impl RopeTables {
 
     /// x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1]; x is `[batch, heads, seq, head_dim]`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, s, d] = x.dims();
-        let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..d / 2]);
-        let x2 = x.clone().slice([0..b, 0..h, 0..s, d / 2..d]);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        r1kit_gpu::kernels::reference::rotate(x, &self.cos, &self.sin)
+    }
+
+    /// [`RopeTables::apply`] to `x` `[batch, seq, heads, head_dim]` (a projection's output,
+    /// reshaped), returned as `[batch, heads, seq, head_dim]`: one fused kernel where they apply.
+    pub fn apply_to_heads(&self, x: Tensor<4>) -> Tensor<4> {
+        r1kit_gpu::kernels::rope(&x, &self.cos, &self.sin).unwrap_or_else(|| self.apply(x.swap_dims(1, 2)))
     }
 }

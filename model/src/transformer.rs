@@ -6,6 +6,7 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
+use r1kit_gpu::kernels::reference::cast_to;
 use burn::tensor::FloatDType;
 
 use rand::rngs::StdRng;
@@ -27,14 +28,21 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// `x @ W^T (+ bias)` with the product in `compute`, returned in f32.
     pub fn forward(&self, x: Tensor<3>, compute: FloatDType) -> Tensor<3> {
+        self.forward_as(x, compute, FloatDType::F32)
+    }
+
+    /// [`Linear::forward`] returned as `out`: f32 (autocast's activations) or `compute` itself,
+    /// for a fused kernel that reads the GEMM's own output (the bias is added in `out`).
+    pub fn forward_as(&self, x: Tensor<3>, compute: FloatDType, out: FloatDType) -> Tensor<3> {
         let [b, s, i] = x.dims();
-        let out = self.weight.dims()[0];
-        let mut y = matmul_in(x.reshape([b * s, i]), self.weight.clone().transpose(), compute);
+        let features = self.weight.dims()[0];
+        let mut y = cast_to(matmul_compute(x.reshape([b * s, i]), self.weight.clone().transpose(), compute), out);
         if let Some(bias) = &self.bias {
-            y = y + bias.clone();
+            y = y + cast_to(bias.clone(), out);
         }
-        y.reshape([b, s, out])
+        y.reshape([b, s, features])
     }
 }
 
@@ -42,20 +50,23 @@ impl Linear {
 /// matrix products (f32 master weights, bf16 GEMMs with f32 accumulation); everything else stays f32.
 /// On CUDA the product is cuBLASLt's, forward and backward (`r1kit_gpu::matmul`).
 pub fn matmul_in<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
-    if compute == FloatDType::F32 {
-        return r1kit_gpu::matmul(a, b);
-    }
-    r1kit_gpu::matmul(a.cast(compute), b.cast(compute)).cast(FloatDType::F32)
+    cast_to(matmul_compute(a, b, compute), FloatDType::F32)
+}
+
+/// `a @ b` with both operands cast to `compute` (no cast where one already is), the product left in `compute`.
+fn matmul_compute<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
+    r1kit_gpu::matmul(cast_to(a, compute), cast_to(b, compute))
 }
 
 /// RMSNorm computed in f32, weight applied after the normalization (as transformers does).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<2>, eps: f64) -> Tensor<D> {
-    let variance = x.clone().square().mean_dim(D - 1);
-    let normed = x * (variance + eps).sqrt().recip();
-    let n = weight.dims()[1];
-    let mut shape = [1usize; D];
-    shape[D - 1] = n;
-    normed * weight.clone().reshape(shape)
+    rms_norm_as(x, weight, eps, FloatDType::F32)
+}
+
+/// [`rms_norm`] written as `out`: one fused kernel where they apply (`r1kit_gpu::kernels`), else
+/// burn's ops.
+fn rms_norm_as<const D: usize>(x: Tensor<D>, weight: &Tensor<2>, eps: f64, out: FloatDType) -> Tensor<D> {
+    r1kit_gpu::kernels::rms_norm(&x, weight, eps, out).unwrap_or_else(|| r1kit_gpu::kernels::reference::rms_norm(x, weight, eps, out))
 }
 
 #[derive(Clone, Debug)]
@@ -344,14 +355,17 @@ pub(crate) fn block_forward(
 ) -> Tensor<3> {
     let [b, s, _] = x.dims();
     let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-    let hx = rms_norm(x.clone(), &layer.input_norm, c.rms_norm_eps);
+    // With the fused kernels, the norms write the dtype the GEMMs take, and the MLP's gate stays
+    // in the GEMMs' dtype (autocast's own dtypes there), so no cast runs between them.
+    let fused = if r1kit_gpu::kernels::applies(&x.device()) { compute } else { FloatDType::F32 };
+    let hx = rms_norm_as(x.clone(), &layer.input_norm, c.rms_norm_eps, fused);
     let heads = |t: Tensor<3>, n: usize, norm: &Option<Tensor<2>>| -> Tensor<4> {
         let t = t.reshape([b, s, n, hd]);
         let t = match norm {
             Some(w) => rms_norm(t, w, c.rms_norm_eps),
             None => t,
         };
-        rope.apply(t.swap_dims(1, 2))
+        rope.apply_to_heads(t)
     };
     let m = compute;
     let q = heads(layer.q_proj.forward(hx.clone(), m), nh, &layer.q_norm);
@@ -365,9 +379,10 @@ pub(crate) fn block_forward(
     let attn = attention(q, k, v, mask, m); // [b, nh, s, hd]
     let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
     let x = x + layer.o_proj.forward(attn, m);
-    let hx = rms_norm(x.clone(), &layer.post_attention_norm, c.rms_norm_eps);
-    let mlp = layer.down_proj.forward(silu(layer.gate_proj.forward(hx.clone(), m)) * layer.up_proj.forward(hx, m), m);
-    x + mlp
+    let hx = rms_norm_as(x.clone(), &layer.post_attention_norm, c.rms_norm_eps, fused);
+    let (gate, up) = (layer.gate_proj.forward_as(hx.clone(), m, fused), layer.up_proj.forward_as(hx, m, fused));
+    let act = r1kit_gpu::kernels::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+    x + layer.down_proj.forward(act, m)
 }
 
 impl Model {
