@@ -6,6 +6,7 @@
 # EAGER=0 skips the rollout parts' eager-decode run.
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
 #                                          grpo-step-trl-nogc ab nccl dp dp-kill scale-train scale-grpo concurrent profile-train stash smol-grpo
+#                                          kernels
 #                                          (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
@@ -114,6 +115,18 @@ for p in $parts; do
           esac
         done
       done ;;
+    kernels) # issue 12: the fused kernels (RMSNorm, SwiGLU) against burn's ops (values, gradients, time), then the
+             # model with them against the model without (R1KIT_FUSED_KERNELS=0) and against PyTorch, and the checks with them on
+      part kernels-check-0.5b 120 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
+      part kernels-bench-0.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-0.5b
+      part kernels-bench-1.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-1.5b
+      part kernels-parity-f32 120 $r1kit check parity --device cuda
+      part kernels-parity-bf16 90 $r1kit check parity --device cuda --compute bf16 --min-gap 0.5 --tolerance 0.6
+      part kernels-sft-step 90 $r1kit check sft-step --device cuda
+      part kernels-decode-graph 120 $r1kit check decode-graph --device cuda
+      with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
+      with_memory train-0.5b-bf16-fused 400 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16-fused.json"
+      with_memory train-0.5b-bf16-unfused 400 env R1KIT_FUSED_KERNELS=0 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16-unfused.json" ;;
     nccl) # issue 14: NCCL's all-reduce on one GPU (one rank), and over two ranks where the machine has two GPUs
       part nccl-1 120 $r1kit check nccl --device cuda
       if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then

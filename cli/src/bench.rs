@@ -24,6 +24,9 @@ pub enum BenchCommand {
     /// The cuBLASLt GEMM on burn's CUDA stream: correctness (f64 reference, burn's matmul),
     /// ordering under a no-sync chain, and TFLOP/s on Qwen2.5 training shapes against burn.
     Gemm(GemmArgs),
+    /// The fused kernels (RMSNorm, SwiGLU) against burn's ops: forward + backward time at a
+    /// shape's sizes, after the same comparison as `check kernels`.
+    Kernels(crate::check::KernelsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -201,6 +204,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
             let opts = r1kit_gpu::bench::GemmBenchOptions { out: a.out.clone(), skip_speed: a.skip_speed, quick: a.quick, seed: a.seed };
             r1kit_gpu::bench::bench_gemm(&device, &opts)
         }
+        BenchCommand::Kernels(a) => crate::check::kernels(a, 0.2),
         BenchCommand::Train(a) => {
             let device = r1kit_model::device::parse_device(&a.device)?;
             let Some(mut config) = ModelConfig::preset(&a.shape) else { bail!("--shape {}: not a known shape", a.shape) };

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use r1kit_model::burn::prelude::*;
+use r1kit_model::burn::tensor::FloatDType;
 use r1kit_model::device::{parse_compute_dtype, parse_device};
 use r1kit_model::parity::{check_parity, load_fixture};
 
@@ -64,6 +65,9 @@ pub enum CheckCommand {
         #[arg(long, default_value_t = 3.9e-3)]
         tolerance: f32,
     },
+    /// The fused kernels (RMSNorm, SwiGLU: r1kit_gpu::kernels) against burn's ops at a shape's
+    /// sizes, with results in f32 and in bf16: outputs and gradients of a forward + backward.
+    Kernels(KernelsArgs),
     /// NCCL's all-reduce on this process's GPU: one process, or the ranks of `r1kit launch --nproc
     /// N -- check nccl`; rank-dependent values summed and compared with the host's sum, then timed.
     Nccl {
@@ -75,6 +79,50 @@ pub enum CheckCommand {
         #[arg(long, default_value_t = 10)]
         repeats: usize,
     },
+}
+
+/// Where and at which sizes the fused kernels are compared (`check kernels`, `bench kernels`).
+#[derive(clap::Args, Debug)]
+pub struct KernelsArgs {
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// A named shape: its hidden and intermediate sizes.
+    #[arg(long, default_value = "qwen2.5-0.5b")]
+    pub shape: String,
+    /// Rows (tokens) of the activations: 8 x 2048 by default, the training benchmark's micro-batch.
+    #[arg(long, default_value_t = 16384)]
+    pub rows: usize,
+}
+
+/// Compares the fused kernels with burn's ops and prints each op's differences (and times, when
+/// `batch_seconds` > 0); an error when a difference is past its tolerance.
+pub fn kernels(args: &KernelsArgs, batch_seconds: f64) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let Some(config) = r1kit_model::ModelConfig::preset(&args.shape) else { bail!("--shape: no shape named {:?}", args.shape) };
+    let mut failed = Vec::new();
+    let sizes = r1kit_gpu::kernels::compare::Sizes { rows: args.rows, hidden: config.hidden_size, intermediate: config.intermediate_size, heads: config.num_heads, head_dim: config.head_dim };
+    for dtype in [FloatDType::F32, FloatDType::BF16] {
+        for r in r1kit_gpu::kernels::compare::compare(&device, sizes, dtype, batch_seconds)? {
+            let tolerance = r1kit_gpu::kernels::compare::tolerance(dtype);
+            let ok = r.worst() <= tolerance;
+            let differences: Vec<String> = r.differences.iter().map(|(name, d)| format!("{name} {d:.2e}")).collect();
+            let timing = match r.seconds {
+                Some((fused, burn)) => format!("; forward + backward {:.3} ms fused vs {:.3} ms burn's ops = {:.2}x", fused * 1e3, burn * 1e3, burn / fused),
+                None => String::new(),
+            };
+            println!(
+                "kernels {:<8} {:?} {dtype:?}: relative differences {} (tolerance {tolerance:e}) {}{timing}",
+                r.op, r.shape, differences.join(", "), if ok { "ok" } else { "FAILED" }
+            );
+            if !ok {
+                failed.push(format!("{} {dtype:?}", r.op));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("kernels: {} differ from burn's ops past the tolerance", failed.join(", "));
+    }
+    Ok(())
 }
 
 /// The device a check runs on and the checkpoint it loads.
@@ -130,6 +178,7 @@ pub fn run(command: &CheckCommand) -> Result<()> {
             }
             Ok(())
         }
+        CheckCommand::Kernels(args) => kernels(args, 0.0),
         CheckCommand::DecodeGraph { on: FixtureOnDevice { device, model }, tolerance } => check_decode_graph(&parse_device(device)?, model, *tolerance),
         CheckCommand::SameWeights { a, b, from, tolerance } => {
             let load = |dir: &PathBuf| r1kit_model::load_model_dir(dir, &Device::flex()).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()));
