@@ -5,7 +5,7 @@
 //! optimizers and checkpoints handle one kind of tensor.
 
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use r1kit_gpu::kernels::reference::cast_to;
 use burn::tensor::FloatDType;
 
@@ -357,8 +357,8 @@ pub(crate) fn block_forward(
     let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
     // With the fused kernels, the norms write the dtype the GEMMs take, and the MLP's gate stays
     // in the GEMMs' dtype (autocast's own dtypes there), so no cast runs between them.
-    let fused = if r1kit_gpu::kernels::applies(&x.device()) { compute } else { FloatDType::F32 };
-    let hx = rms_norm_as(x.clone(), &layer.input_norm, c.rms_norm_eps, fused);
+    let between_gemms = if r1kit_gpu::kernels::applies(&x.device()) { compute } else { FloatDType::F32 };
+    let hx = rms_norm_as(x.clone(), &layer.input_norm, c.rms_norm_eps, between_gemms);
     let heads = |t: Tensor<3>, n: usize, norm: &Option<Tensor<2>>| -> Tensor<4> {
         let t = t.reshape([b, s, n, hd]);
         let t = match norm {
@@ -379,9 +379,9 @@ pub(crate) fn block_forward(
     let attn = attention(q, k, v, mask, m); // [b, nh, s, hd]
     let attn = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
     let x = x + layer.o_proj.forward(attn, m);
-    let hx = rms_norm_as(x.clone(), &layer.post_attention_norm, c.rms_norm_eps, fused);
-    let (gate, up) = (layer.gate_proj.forward_as(hx.clone(), m, fused), layer.up_proj.forward_as(hx, m, fused));
-    let act = r1kit_gpu::kernels::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+    let hx = rms_norm_as(x.clone(), &layer.post_attention_norm, c.rms_norm_eps, between_gemms);
+    let (gate, up) = (layer.gate_proj.forward_as(hx.clone(), m, between_gemms), layer.up_proj.forward_as(hx, m, between_gemms));
+    let act = r1kit_gpu::kernels::swiglu(&gate, &up).unwrap_or_else(|| r1kit_gpu::kernels::reference::swiglu(gate, up));
     x + layer.down_proj.forward(act, m)
 }
 

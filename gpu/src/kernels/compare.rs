@@ -17,7 +17,7 @@ pub struct OpComparison {
     /// `[rows, cols]` of the activation.
     pub shape: [usize; 2],
     /// rms_norm: the output's dtype (its input is f32, as the model's residual stream);
-    /// swiglu: the operands' dtype; rope: the model's f32 always (the run's dtype is printed).
+    /// swiglu and rope: the operands' dtype (the model's rope takes f32).
     pub dtype: FloatDType,
     /// Each result's largest difference relative to the largest |value| of burn's, by name.
     pub differences: Vec<(&'static str, f32)>,
@@ -51,8 +51,7 @@ pub struct Sizes {
 }
 
 /// RMSNorm at `[rows, hidden]` (f32 input, output in `dtype`), rotary embeddings of the queries
-/// `[1, rows, heads, head_dim]` (in f32, as the model's) and SwiGLU at `[rows, intermediate]` (in
-/// `dtype`), fused against burn's ops on `device` (an autodiff device is taken as given; a plain
+/// `[1, rows, heads, head_dim]` and SwiGLU at `[rows, intermediate]` (both in `dtype`), fused against burn's ops on `device` (an autodiff device is taken as given; a plain
 /// one is made autodiff). Timed over ~`batch_seconds` per batch when that is above 0.
 pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: f64) -> Result<Vec<OpComparison>> {
     let Sizes { rows, hidden: cols, intermediate, heads, head_dim } = sizes;
@@ -79,12 +78,12 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         let grads = (y.clone().cast(FloatDType::F32) * w_gate.clone()).sum().backward();
         Ok(vec![y, gate.grad(&grads).expect("gate is tracked"), up.grad(&grads).expect("up is tracked")])
     };
-    let q = Tensor::<4>::from_data(TensorData::new(rng.normals(rows * heads * head_dim, 1.0), [1, rows, heads, head_dim]), &device).require_grad();
+    let q = Tensor::<4>::from_data(TensorData::new(rng.normals(rows * heads * head_dim, 1.0), [1, rows, heads, head_dim]), &device).cast(dtype).require_grad();
     let (cos, sin) = rope_tables(rows, head_dim, &device);
     let w_rope = Tensor::<4>::from_data(TensorData::new(rng.normals(rows * heads * head_dim, 1.0), [1, heads, rows, head_dim]), &device);
     let rotated = |fused: bool| -> Result<Vec<Tensor<2>>> {
         let y = if fused { super::rope(&q, &cos, &sin).ok_or_else(|| anyhow::anyhow!("rope: the kernel declined"))? } else { super::reference::rope(q.clone(), &cos, &sin) };
-        let grads = (y.clone() * w_rope.clone()).sum().backward();
+        let grads = (y.clone().cast(FloatDType::F32) * w_rope.clone()).sum().backward();
         Ok(vec![y.reshape([rows * heads, head_dim]), q.grad(&grads).expect("q is tracked").reshape([rows * heads, head_dim])])
     };
 

@@ -39,7 +39,7 @@ pub(crate) fn elements(t: &CubeTensor) -> usize {
 
 /// A kernel argument over the whole (contiguous) buffer of `t`.
 pub(crate) fn buffer(t: &CubeTensor) -> BufferArg {
-    // SAFETY: `t` is contiguous (callers pass tensors from `contiguous` or `empty_like`), so its
+    // SAFETY: `t` is contiguous (callers pass tensors from `contiguous` or `empty`), so its
     // handle holds exactly `elements(t)` values of its dtype.
     unsafe { BufferArg::from_raw_parts(t.handle.clone(), elements(t)) }
 }

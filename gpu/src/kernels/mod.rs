@@ -27,9 +27,11 @@ use burn::prelude::Tensor;
 use burn::tensor::FloatDType;
 
 /// Whether this build has the fused kernels and they are not switched off by
-/// `R1KIT_FUSED_KERNELS=0` (the A/B switch against burn's ops).
+/// `R1KIT_FUSED_KERNELS=0` (the A/B switch against burn's ops). The variable is read once per
+/// process: this is asked several times per layer of every forward pass.
 pub fn enabled() -> bool {
-    cfg!(all(feature = "kernels", not(feature = "fusion"))) && !std::env::var("R1KIT_FUSED_KERNELS").is_ok_and(|v| v == "0")
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| cfg!(all(feature = "kernels", not(feature = "fusion"))) && !std::env::var("R1KIT_FUSED_KERNELS").is_ok_and(|v| v == "0"))
 }
 
 /// Whether the fused kernels run for tensors on `device` (autodiff or not): [`enabled`] and a
