@@ -13,8 +13,10 @@
 //! Backward per chunk: dP = dO V^T, dS = P (dP - rowsum(dO O)), dQ = dS K * scale,
 //! dK += dS^T Q * scale, dV += P^T dO.
 //!
-//! Generic over the backend's product ([`Gemm`]): on a CUDA autodiff device [`attention`] takes
-//! it, and the CPU tests run it on flex ([`attention_through_op`]).
+//! Generic over the backend's product ([`Gemm`]): on a `Cube` autodiff device [`attention`] takes
+//! it (CUDA; CubeCL's CPU runtime in the `cube-cpu` tests), and the CPU tests run it on flex
+//! ([`attention_through_op`]). On `Cube` the softmax of each chunk is one fused kernel each way
+//! (`crate::kernels::attention_probs`); elsewhere it is burn's ops.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
@@ -26,6 +28,7 @@ use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor};
 use burn::prelude::Tensor;
 use burn::tensor::FloatDType;
 
+use crate::kernels;
 use crate::matmul::{matmul, Gemm};
 use crate::primitive::{inner, primitive};
 use crate::row_chunks;
@@ -35,13 +38,14 @@ pub const QUERY_CHUNK: usize = 512;
 
 /// Scaled dot-product attention `[b, heads, s, hd]` of `q` `[b, heads, s, hd]` over `k`, `v`
 /// `[b, kv_heads, t, hd]` with an additive `mask` `[b, 1, s, t]`, products in `compute`, softmax in
-/// f32. `None` unless the tensors are on a CUDA autodiff device.
+/// f32. `None` unless the tensors are on an autodiff device of burn's `Cube` backend (CUDA, or
+/// CubeCL's CPU runtime in the `cube-cpu` tests).
 pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
-    #[cfg(feature = "cuda")]
+    #[cfg(any(feature = "cuda", feature = "cube-cpu"))]
     {
         through_op::<burn::backend::Cube>(q, k, v, mask, compute, chunk)
     }
-    #[cfg(not(feature = "cuda"))]
+    #[cfg(not(any(feature = "cuda", feature = "cube-cpu")))]
     {
         let _ = (q, k, v, mask, compute, chunk);
         None
@@ -50,14 +54,14 @@ pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, 
 
 /// The op's forward alone, for tensors outside autodiff (a reference or old-policy forward, a
 /// prefill): the same chunks, so no `S x S` scores and no masked keys' work. `None` unless the
-/// tensors are on a CUDA device without autodiff.
+/// tensors are on a `Cube` device without autodiff.
 pub fn attention_untracked(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
-    #[cfg(feature = "cuda")]
+    #[cfg(any(feature = "cuda", feature = "cube-cpu"))]
     {
         q.clone().try_into_primitive::<burn::backend::Cube>().ok()?;
         Some(attention_untracked_anywhere(q, k, v, mask, compute, chunk))
     }
-    #[cfg(not(feature = "cuda"))]
+    #[cfg(not(any(feature = "cuda", feature = "cube-cpu")))]
     {
         let _ = (q, k, v, mask, compute, chunk);
         None
@@ -154,13 +158,10 @@ fn first_keys(t: &Tensor<4>, limit: usize) -> Tensor<4> {
     t.clone().slice([0..b, 0..nkv, 0..limit, 0..hd])
 }
 
-/// Scores of query rows `i0..i1` over the keys they can see, as probabilities' logits:
-/// `[b, nkv, groups, c, limit]` f32, with `k_c` the first `limit` keys.
-fn chunk_scores(d: &Dims, q_c: Tensor<4>, k_c: Tensor<4>, mask: &Tensor<4>, i0: usize, i1: usize) -> Tensor<5> {
-    let (c, limit) = (i1 - i0, k_c.dims()[2]);
-    let s = matmul(q_c, k_c.swap_dims(2, 3)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, limit]);
-    let m = mask.clone().slice([0..d.b, 0..1, i0..i1, 0..limit]).unsqueeze_dim::<5>(1);
-    s * d.scale() + m
+/// `Q K^T` of a chunk's query rows `q_c` `[b, nkv, groups * c, hd]` over the keys `k_c` they can
+/// see, in the products' dtype: the softmax's input, before scale and mask.
+fn chunk_products(q_c: Tensor<4>, k_c: Tensor<4>) -> Tensor<4> {
+    matmul(q_c, k_c.swap_dims(2, 3))
 }
 
 /// Output `[b, kv_heads, groups, s, hd]` and log-sum-exp `[b, kv_heads, groups, s, 1]`.
@@ -171,13 +172,12 @@ fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, settings:
     let (mut outputs, mut lses) = (Vec::new(), Vec::new());
     for (i0, i1) in row_chunks(d.s, settings.chunk) {
         let (c, limit) = (i1 - i0, d.key_limit(i1));
-        let scores = chunk_scores(&d, d.rows(&qg, i0, i1), first_keys(&k_c, limit), mask, i0, i1);
-        let max = scores.clone().max_dim(4);
-        let exp = (scores - max.clone()).exp();
-        let sum = exp.clone().sum_dim(4);
-        let p = (exp / sum.clone()).reshape([d.b, d.nkv, d.groups * c, limit]).cast(settings.compute);
+        let products = chunk_products(d.rows(&qg, i0, i1), first_keys(&k_c, limit));
+        // the fused kernel on a Cube device, else the same maths in burn's ops
+        let (p, lse) = kernels::attention_probs(&products, mask, i0, c, d.scale())
+            .unwrap_or_else(|| kernels::reference::attention_probs(&products, mask, i0, c, d.scale()));
         outputs.push(matmul(p, first_keys(&v_c, limit)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
-        lses.push(max + sum.log());
+        lses.push(lse);
     }
     (Tensor::cat(outputs, 3), Tensor::cat(lses, 3))
 }
@@ -220,14 +220,14 @@ where
             let (k_l, v_l) = (first_keys(&k_c, limit), first_keys(&v_c, limit));
             let q_c = d.rows(&qg, i0, i1);
             let lse_c = lse.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..1]);
-            let p = (chunk_scores(&d, q_c.clone(), k_l.clone(), &mask, i0, i1) - lse_c).exp();
+            let products = chunk_products(q_c.clone(), k_l.clone());
             let do_c = grad.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..d.hd]);
             let o_c = output.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..d.hd]);
             let row_dot = (do_c.clone() * o_c).sum_dim(4);
             let do_flat = do_c.reshape([d.b, d.nkv, d.groups * c, d.hd]).cast(settings.compute);
-            let dp = matmul(do_flat.clone(), v_l.swap_dims(2, 3)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, limit]);
-            let ds = ((dp - row_dot) * p.clone() * d.scale()).reshape([d.b, d.nkv, d.groups * c, limit]).cast(settings.compute);
-            let p = p.reshape([d.b, d.nkv, d.groups * c, limit]).cast(settings.compute);
+            let dprobs = matmul(do_flat.clone(), v_l.swap_dims(2, 3));
+            let (p, ds) = kernels::attention_probs_backward(&products, &dprobs, &mask, &lse_c, &row_dot, i0, c, d.scale())
+                .unwrap_or_else(|| kernels::reference::attention_probs_backward(&products, &dprobs, &mask, &lse_c, &row_dot, i0, c, d.scale()));
             dq.push(matmul(ds.clone(), k_l).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
             dk = add(dk, matmul(ds.swap_dims(2, 3), q_c).cast(FloatDType::F32));
             dv = add(dv, matmul(p.swap_dims(2, 3), do_flat).cast(FloatDType::F32));

@@ -64,6 +64,15 @@ impl Gemm for burn::backend::Cube {
     }
 }
 
+/// On CubeCL's CPU runtime (the `cube-cpu` tests, no CUDA) the product is burn's own matmul, so
+/// that ops generic over [`Gemm`] (the attention) run there with the fused kernels.
+#[cfg(all(feature = "cube-cpu", not(feature = "cuda")))]
+impl Gemm for burn::backend::Cube {
+    fn gemm(a: &FloatTensor<Self>, b: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        Some(Self::float_matmul(a.clone(), b.clone()))
+    }
+}
+
 /// The product on backend `B` when both operands live there (tracked through our op on an autodiff
 /// device, with or without gradient checkpointing), `None` otherwise.
 fn through_op<B: Gemm, const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<Tensor<D>>

@@ -466,12 +466,13 @@ fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
 /// so keys and values are never repeated per query head (at decode, that copy of the whole cache
 /// per layer and step was the larger part of the attention's memory traffic).
 fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute: FloatDType) -> Tensor<4> {
-    // On a CUDA autodiff device (training): one op that keeps no S x S scores for the backward pass.
+    // On a Cube autodiff device (training on CUDA; CubeCL's CPU runtime in the tests): one op that
+    // keeps no S x S scores for the backward pass, its softmax a fused kernel each way.
     if let Some(out) = r1kit_gpu::attention::attention(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
         return out;
     }
     let [b, nh, s, hd] = q.dims();
-    // On CUDA without autodiff (a reference forward, a prefill): the op's chunks, which skip the
+    // On a Cube device without autodiff (a reference forward, a prefill): the op's chunks, which skip the
     // masked keys' work; a decode step (one query) stays one plain product.
     if s > 1 {
         if let Some(out) = r1kit_gpu::attention::attention_untracked(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {

@@ -11,6 +11,8 @@ use r1kit_model::burn::prelude::*;
 use r1kit_model::Model;
 use serde::{Deserialize, Serialize};
 
+use r1kit_gpu::kernels::{self, AdamWStep};
+
 use crate::grads::GradMap;
 use crate::params::decays;
 
@@ -90,12 +92,10 @@ impl AdamW {
                 Some(Moments { m, v }) => (m, v),
                 None => (grad.zeros_like(), grad.zeros_like()),
             };
-            let m = m.mul_scalar(c.beta1) + grad.clone().mul_scalar(1.0 - c.beta1);
-            let v = v.mul_scalar(c.beta2) + grad.square().mul_scalar(1.0 - c.beta2);
-            let param = if c.weight_decay > 0.0 && decays(name) { param.mul_scalar(1.0 - lr * c.weight_decay) } else { param };
-            // torch: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) * m / denom
-            let denom = v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(c.eps);
-            let param = param - m.clone().div(denom).mul_scalar(lr / bc1);
+            let decay = if c.weight_decay > 0.0 && decays(name) { 1.0 - lr * c.weight_decay } else { 1.0 };
+            let step = AdamWStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, decay, bias_correction1: bc1, bias_correction2: bc2 };
+            // one fused kernel on a Cube device (CUDA), else the same formula in burn's ops
+            let (param, m, v) = kernels::adamw_update(&param, &grad, &m, &v, step).unwrap_or_else(|| kernels::reference::adamw_update(param, &grad, m, v, step));
             moments.insert(name.to_string(), Moments { m, v });
             param
         })

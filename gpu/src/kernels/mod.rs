@@ -1,6 +1,8 @@
 //! Fused CubeCL kernels for the model's elementwise work, forward and backward: RMSNorm
-//! ([`rms_norm`]), rotary embeddings with the heads' transpose ([`rope`]) and the SwiGLU gate
-//! ([`swiglu`]).
+//! ([`rms_norm`]), rotary embeddings with the heads' transpose ([`rope`]), the SwiGLU gate
+//! ([`swiglu`]) and the attention's softmax over a chunk of queries ([`attention_probs`],
+//! [`attention_probs_backward`], inside `crate::attention`'s op); and the optimizer's AdamW update
+//! ([`adamw_update`]).
 //!
 //! Why: a 0.5B training micro-step on the GPU was 9,158 kernels, of which the GEMMs are ~20 ms of
 //! 122 ms; the rest is burn's unfused elementwise ops, reductions and f32<->bf16 casts
@@ -13,7 +15,13 @@
 //! apply (another backend, a build without them, burn's fusion on, `R1KIT_FUSED_KERNELS=0`): the
 //! caller then computes the same thing with burn's ops.
 
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod adamw;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod attention_softmax;
 pub mod compare;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod cube_reduce;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod launch;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
@@ -103,6 +111,92 @@ pub fn rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tensor<4>
     }
 }
 
+/// The attention's softmax over a chunk of query rows, from the chunk's `Q K^T` products
+/// `[b, kv_heads, groups * chunk, keys]` (the GEMM's output, any float dtype) and the additive mask
+/// `[b, 1, s, t]` (the chunk's queries are `first_query..first_query + chunk`, its keys the first
+/// `keys`): `p = softmax(products * scale + mask)` computed in f32 and written in the products'
+/// dtype (the `P V` GEMM's), and each row's log-sum-exp `[b, kv_heads, groups, chunk, 1]` f32 for
+/// the backward pass. Not an autodiff op: the attention op's own forward calls it. `None` off a
+/// `Cube` device or for shapes that do not fit.
+pub fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<5>)> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        let [b, kv, rows, _] = products.dims();
+        let (p, lse) = attention_softmax::attention_probs(products, mask, first_query, chunk, scale)?;
+        Some((p, lse.reshape([b, kv, rows / chunk, chunk, 1])))
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (products, mask, first_query, chunk, scale);
+        None
+    }
+}
+
+/// The attention op's backward through the softmax of one chunk ([`attention_probs`]'s inputs,
+/// plus `dprobs = dO V^T` in the products' dtype, the forward's log-sum-exp and
+/// `row_dot = rowsum(dO * O)`, each with one value per row): `(p, ds)` with `p` recomputed as
+/// `exp(products * scale + mask - lse)` and `ds = (dprobs - row_dot) * p * scale`, both in the
+/// products' dtype (the gradient GEMMs'). `None` off a `Cube` device or for shapes that do not fit.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_probs_backward<const L: usize>(
+    products: &Tensor<4>,
+    dprobs: &Tensor<4>,
+    mask: &Tensor<4>,
+    lse: &Tensor<L>,
+    row_dot: &Tensor<L>,
+    first_query: usize,
+    chunk: usize,
+    scale: f64,
+) -> Option<(Tensor<4>, Tensor<4>)> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        attention_softmax::attention_probs_backward(products, dprobs, mask, lse, row_dot, first_query, chunk, scale)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (products, dprobs, mask, lse, row_dot, first_query, chunk, scale);
+        None
+    }
+}
+
+/// One AdamW step's constants (torch's formula; `r1kit_train::optim` computes them).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// The decoupled weight decay's factor `1 - lr * weight_decay` (1 for no decay).
+    pub decay: f64,
+    /// `1 - beta1^t` and `1 - beta2^t`.
+    pub bias_correction1: f64,
+    pub bias_correction2: f64,
+}
+
+/// One AdamW update of a parameter from its gradient and moments `(m, v)`, all of one shape and
+/// float dtype: `(param, m, v)` after the step, in one kernel. `None` off a `Cube` device or for
+/// operands that do not match.
+pub fn adamw_update(param: &Tensor<2>, grad: &Tensor<2>, m: &Tensor<2>, v: &Tensor<2>, step: AdamWStep) -> Option<(Tensor<2>, Tensor<2>, Tensor<2>)> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        adamw::adamw(param, grad, m, v, step)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (param, grad, m, v, step);
+        None
+    }
+}
+
 /// The references the kernels are checked against (tests here, `r1kit check kernels` on a GPU):
 /// the same maths in burn's ops, as the model computed it before the kernels.
 pub mod reference {
@@ -141,6 +235,57 @@ pub mod reference {
         let x2 = x.clone().slice([0..b, 0..h, 0..s, d / 2..d]);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
         cast_to(x * cast_to(cos.clone(), FloatDType::F32) + rotated * cast_to(sin.clone(), FloatDType::F32), dtype)
+    }
+
+    /// [`super::attention_probs`] by burn's ops (the attention op's chunks before the kernel).
+    pub fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize, scale: f64) -> (Tensor<4>, Tensor<5>) {
+        let [b, kv, rows, keys] = products.dims();
+        let scores = chunk_scores(products, mask, first_query, chunk, scale);
+        let max = scores.clone().max_dim(4);
+        let exp = (scores - max.clone()).exp();
+        let sum = exp.clone().sum_dim(4);
+        let p = cast_to((exp / sum.clone()).reshape([b, kv, rows, keys]), products.dtype().into());
+        (p, max + sum.log())
+    }
+
+    /// [`super::attention_probs_backward`] by burn's ops.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_probs_backward<const L: usize>(
+        products: &Tensor<4>,
+        dprobs: &Tensor<4>,
+        mask: &Tensor<4>,
+        lse: &Tensor<L>,
+        row_dot: &Tensor<L>,
+        first_query: usize,
+        chunk: usize,
+        scale: f64,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let [b, kv, rows, keys] = products.dims();
+        let per_row = [b, kv, rows / chunk, chunk, 1];
+        let p = (chunk_scores(products, mask, first_query, chunk, scale) - cast_to(lse.clone(), FloatDType::F32).reshape(per_row)).exp();
+        let dp = cast_to(dprobs.clone(), FloatDType::F32).reshape([b, kv, rows / chunk, chunk, keys]);
+        let ds = (dp - cast_to(row_dot.clone(), FloatDType::F32).reshape(per_row)) * p.clone() * scale;
+        let dtype = products.dtype().into();
+        (cast_to(p.reshape([b, kv, rows, keys]), dtype), cast_to(ds.reshape([b, kv, rows, keys]), dtype))
+    }
+
+    /// `products * scale + mask` in f32, `[b, kv_heads, groups, chunk, keys]`.
+    fn chunk_scores(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize, scale: f64) -> Tensor<5> {
+        let [b, kv, rows, keys] = products.dims();
+        let scores = cast_to(products.clone(), FloatDType::F32).reshape([b, kv, rows / chunk, chunk, keys]);
+        let m = cast_to(mask.clone(), FloatDType::F32).slice([0..b, 0..1, first_query..first_query + chunk, 0..keys]).unsqueeze_dim::<5>(1);
+        scores * scale + m
+    }
+
+    /// [`super::adamw_update`] by burn's ops (torch's formula term by term).
+    pub fn adamw_update(param: Tensor<2>, grad: &Tensor<2>, m: Tensor<2>, v: Tensor<2>, step: super::AdamWStep) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+        let m = m.mul_scalar(step.beta1) + grad.clone().mul_scalar(1.0 - step.beta1);
+        let v = v.mul_scalar(step.beta2) + grad.clone().square().mul_scalar(1.0 - step.beta2);
+        let param = if step.decay != 1.0 { param.mul_scalar(step.decay) } else { param };
+        // torch: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) * m / denom
+        let denom = v.clone().sqrt().div_scalar(step.bias_correction2.sqrt()).add_scalar(step.eps);
+        let param = param - m.clone().div(denom).mul_scalar(step.lr / step.bias_correction1);
+        (param, m, v)
     }
 
     /// `silu(gate) * up` in f32 by burn's ops, cast back to the operands' dtype.

@@ -15,28 +15,11 @@ use burn::tensor::{DType, FloatDType, Shape};
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
+use super::cube_reduce::cube_sum;
 use super::launch::{autodiff_primitive, buffer, cast, contiguous, cube_primitive, elements, empty, row_units, with_float_type, Cube};
 
 /// Rows summed by one cube of the weight-gradient kernel.
 const WEIGHT_GRAD_ROWS: usize = 64;
-
-/// The sum of `value` over the cube's `units` units (a power of two), in every unit.
-#[cube]
-fn cube_sum(value: f32, #[comptime] units: usize) -> f32 {
-    let mut shared = Shared::<[f32]>::new_slice(units);
-    let unit = UNIT_POS as usize;
-    shared[unit] = value;
-    sync_cube();
-    let mut active = units.runtime();
-    while active > 1 {
-        active /= 2;
-        if unit < active {
-            shared[unit] += shared[unit + active];
-        }
-        sync_cube();
-    }
-    shared[0]
-}
 
 #[cube(launch_unchecked)]
 fn rms_norm_forward<F: Float, O: Float>(x: &[F], weight: &[F], out: &mut [O], rstd: &mut [f32], cols: usize, eps: f32, #[comptime] units: usize) {

@@ -1,0 +1,287 @@
+//! The attention's softmax over one chunk of query rows (`crate::attention`), forward and
+//! backward, each one kernel over the chunk's `Q K^T` products as the GEMM wrote them.
+//!
+//! Forward, one cube per row: `x = product * scale + mask`, `p = exp(x - max) / sum`, written in
+//! the products' dtype (the `P V` GEMM's), and the row's log-sum-exp `max + ln(sum)` (f32).
+//! Backward, one unit per element: `p = exp(x - lse)` recomputed, `ds = (dp - rowsum(dO O)) * p *
+//! scale`, both in the products' dtype (the `dV`, `dQ`, `dK` GEMMs'). Each replaces ~10 of burn's
+//! kernels over the `rows x keys` scores (casts to f32 and back, scale, mask, max, exp, sum, div).
+//!
+//! Rows are the products' `[b, kv_heads, groups * chunk, keys]` flattened: row `r` is query
+//! `first_query + r % chunk` of batch entry `r / (rows / b)`; the additive mask is `[b, 1, s, t]`.
+
+use burn::prelude::Tensor;
+use burn::tensor::{DType, Shape};
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+use super::cube_reduce::{cube_max, cube_sum};
+use super::launch::{buffer, cast, contiguous, cube_primitive, elements, empty, row_units, with_float_type, Cube};
+
+/// Where a chunk's rows sit in the mask (host side; the kernels take the fields as scalars).
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    /// Keys per row (the products' last dim).
+    keys: usize,
+    /// Query positions in the chunk.
+    chunk: usize,
+    /// Rows per batch entry: `kv_heads * groups * chunk`.
+    per_batch: usize,
+    /// The chunk's first query position.
+    first_query: usize,
+    /// The mask's `[s, t]`.
+    mask_queries: usize,
+    mask_keys: usize,
+}
+
+/// Where row `row`'s mask values start.
+#[cube]
+fn mask_row_start(row: usize, chunk: usize, per_batch: usize, first_query: usize, mask_queries: usize, mask_keys: usize) -> usize {
+    ((row / per_batch) * mask_queries + first_query + row % chunk) * mask_keys
+}
+
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn attention_softmax_forward<F: Float>(
+    products: &[F],
+    mask: &[f32],
+    probs: &mut [F],
+    lse: &mut [f32],
+    keys: usize,
+    chunk: usize,
+    per_batch: usize,
+    first_query: usize,
+    mask_queries: usize,
+    mask_keys: usize,
+    scale: f32,
+    #[comptime] units: usize,
+) {
+    let row = CUBE_POS;
+    let base = row * keys;
+    let mask_base = mask_row_start(row, chunk, per_batch, first_query, mask_queries, mask_keys);
+    // below any score: a mask blocks with -1e30, so a fully blocked row still has a finite maximum
+    let mut largest = f32::new(-3.0e38);
+    let mut j = UNIT_POS as usize;
+    while j < keys {
+        largest = f32::max(largest, f32::cast_from(products[base + j]) * scale + mask[mask_base + j]);
+        j += units;
+    }
+    let max = cube_max(largest, units);
+    let mut sum = 0.0f32;
+    let mut j = UNIT_POS as usize;
+    while j < keys {
+        sum += f32::exp(f32::cast_from(products[base + j]) * scale + mask[mask_base + j] - max);
+        j += units;
+    }
+    let total = cube_sum(sum, units);
+    if UNIT_POS == 0 {
+        lse[row] = max + f32::ln(total);
+    }
+    let inverse = 1.0f32 / total;
+    let mut j = UNIT_POS as usize;
+    while j < keys {
+        probs[base + j] = F::cast_from(f32::exp(f32::cast_from(products[base + j]) * scale + mask[mask_base + j] - max) * inverse);
+        j += units;
+    }
+}
+
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn attention_softmax_backward<F: Float>(
+    products: &[F],
+    dprobs: &[F],
+    mask: &[f32],
+    lse: &[f32],
+    row_dot: &[f32],
+    probs: &mut [F],
+    dproducts: &mut [F],
+    keys: usize,
+    chunk: usize,
+    per_batch: usize,
+    first_query: usize,
+    mask_queries: usize,
+    mask_keys: usize,
+    scale: f32,
+) {
+    let i = ABSOLUTE_POS;
+    if i < probs.len() {
+        let row = i / keys;
+        let x = f32::cast_from(products[i]) * scale + mask[mask_row_start(row, chunk, per_batch, first_query, mask_queries, mask_keys) + i % keys];
+        let p = f32::exp(x - lse[row]);
+        probs[i] = F::cast_from(p);
+        dproducts[i] = F::cast_from((f32::cast_from(dprobs[i]) - row_dot[row]) * p * scale);
+    }
+}
+
+/// The products, mask and row layout of one call; `None` where the shapes do not fit.
+fn prepare(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize) -> Option<(CubeTensor, CubeTensor, Rows, usize)> {
+    let [b, _, _, keys] = products.dims();
+    let [mb, one, mask_queries, mask_keys] = mask.dims();
+    let rows = products.dims()[..3].iter().product::<usize>();
+    if mb != b || one != 1 || keys > mask_keys || first_query + chunk > mask_queries || chunk == 0 || rows % (b * chunk) != 0 {
+        return None;
+    }
+    let products = contiguous(cube_primitive(products)?);
+    let mask = contiguous(cast(cube_primitive(mask)?, DType::F32));
+    let layout = Rows { keys, chunk, per_batch: rows / b, first_query, mask_queries, mask_keys };
+    Some((products, mask, layout, rows))
+}
+
+/// See [`super::attention_probs`].
+pub(super) fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<1>)> {
+    let (products, mask, layout, rows) = prepare(products, mask, first_query, chunk)?;
+    let probs = empty(&products, products.meta.shape().clone(), products.dtype);
+    let lse = empty(&products, Shape::new([rows]), DType::F32);
+    let units = row_units(&products);
+    with_float_type!(products.dtype, F => unsafe {
+        attention_softmax_forward::launch_unchecked::<F>(
+            &products.client,
+            CubeCount::Static(rows as u32, 1, 1),
+            CubeDim::new_1d(units as u32),
+            buffer(&products),
+            buffer(&mask),
+            buffer(&probs),
+            buffer(&lse),
+            layout.keys,
+            layout.chunk,
+            layout.per_batch,
+            layout.first_query,
+            layout.mask_queries,
+            layout.mask_keys,
+            scale as f32,
+            units,
+        )
+    });
+    Some((Tensor::from_primitive::<Cube>(probs), Tensor::from_primitive::<Cube>(lse)))
+}
+
+/// See [`super::attention_probs_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention_probs_backward<const L: usize>(
+    products: &Tensor<4>,
+    dprobs: &Tensor<4>,
+    mask: &Tensor<4>,
+    lse: &Tensor<L>,
+    row_dot: &Tensor<L>,
+    first_query: usize,
+    chunk: usize,
+    scale: f64,
+) -> Option<(Tensor<4>, Tensor<4>)> {
+    if dprobs.dims() != products.dims() || dprobs.dtype() != products.dtype() {
+        return None;
+    }
+    let (products, mask, layout, rows) = prepare(products, mask, first_query, chunk)?;
+    let row_values = |t: &Tensor<L>| Some(contiguous(cast(cube_primitive(t)?, DType::F32))).filter(|t| elements(t) == rows);
+    let (lse, row_dot, dprobs) = (row_values(lse)?, row_values(row_dot)?, contiguous(cube_primitive(dprobs)?));
+    let probs = empty(&products, products.meta.shape().clone(), products.dtype);
+    let dproducts = empty(&products, products.meta.shape().clone(), products.dtype);
+    const UNITS: u32 = 256;
+    let cubes = elements(&products).div_ceil(UNITS as usize) as u32;
+    with_float_type!(products.dtype, F => unsafe {
+        attention_softmax_backward::launch_unchecked::<F>(
+            &products.client,
+            CubeCount::Static(cubes, 1, 1),
+            CubeDim::new_1d(UNITS),
+            buffer(&products),
+            buffer(&dprobs),
+            buffer(&mask),
+            buffer(&lse),
+            buffer(&row_dot),
+            buffer(&probs),
+            buffer(&dproducts),
+            layout.keys,
+            layout.chunk,
+            layout.per_batch,
+            layout.first_query,
+            layout.mask_queries,
+            layout.mask_keys,
+            scale as f32,
+        )
+    });
+    Some((Tensor::from_primitive::<Cube>(probs), Tensor::from_primitive::<Cube>(dproducts)))
+}
+
+#[cfg(all(test, feature = "cube-cpu"))]
+mod tests {
+    use super::super::{attention_probs, attention_probs_backward, reference};
+    use crate::check::{assert_all_close, Rng};
+    use burn::prelude::{Device, Tensor, TensorData};
+    use burn::tensor::FloatDType;
+
+    fn random<const D: usize>(shape: [usize; D], seed: u64, scale: f64, device: &Device) -> Tensor<D> {
+        let values = Rng::new(seed).normals(shape.iter().product(), scale);
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// Causal `[b, 1, s, s]` with -1e30 (the model's value), plus a padded first key in batch entry 1.
+    fn mask(b: usize, s: usize, device: &Device) -> Tensor<4> {
+        let mut m = vec![0f32; b * s * s];
+        for r in 0..b {
+            for i in 0..s {
+                for j in 0..s {
+                    if j > i || (r == 1 && j == 0 && i > 0) {
+                        m[(r * s + i) * s + j] = -1e30;
+                    }
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(m, [b, 1, s, s]), device)
+    }
+
+    const B: usize = 2;
+    const KV: usize = 2;
+    const GROUPS: usize = 3;
+    const S: usize = 11;
+
+    /// Chunks `(first_query, chunk, keys)` as the attention op cuts them (keys up to the chunk's
+    /// last query), including a chunk of one and one over all keys.
+    const CHUNKS: [(usize, usize, usize); 3] = [(0, 4, 4), (4, 1, 5), (5, 6, 11)];
+
+    fn f32_data<const D: usize>(t: Tensor<D>) -> TensorData {
+        t.cast(FloatDType::F32).into_data()
+    }
+
+    #[test]
+    fn forward_gives_burns_softmax_and_log_sum_exp() {
+        let device = Device::cpu();
+        let mask = mask(B, S, &device);
+        for (dtype, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 1e-2)] {
+            for (first, chunk, keys) in CHUNKS {
+                let products = random([B, KV, GROUPS * chunk, keys], 1, 3.0, &device).cast(dtype);
+                let (p, lse) = attention_probs(&products, &mask, first, chunk, 0.3).expect("a Cube device");
+                let (p_ref, lse_ref) = reference::attention_probs(&products, &mask, first, chunk, 0.3);
+                assert_eq!(p.dtype(), dtype.into());
+                assert_eq!(lse.dims(), [B, KV, GROUPS, chunk, 1]);
+                assert_all_close(&["p", "lse"], &[f32_data(p), lse.into_data()], &[f32_data(p_ref), lse_ref.into_data()], tol, &format!("{dtype:?}, chunk at {first}"));
+            }
+        }
+    }
+
+    #[test]
+    fn backward_gives_burns_probabilities_and_score_gradients() {
+        let device = Device::cpu();
+        let mask = mask(B, S, &device);
+        for (dtype, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 2e-2)] {
+            for (first, chunk, keys) in CHUNKS {
+                let products = random([B, KV, GROUPS * chunk, keys], 2, 3.0, &device).cast(dtype);
+                let dprobs = random([B, KV, GROUPS * chunk, keys], 3, 1.0, &device).cast(dtype);
+                let row_dot = random([B, KV, GROUPS, chunk, 1], 4, 1.0, &device);
+                let (_, lse) = reference::attention_probs(&products, &mask, first, chunk, 0.3);
+                let (p, ds) = attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first, chunk, 0.3).expect("a Cube device");
+                let (p_ref, ds_ref) = reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first, chunk, 0.3);
+                assert_all_close(&["p", "ds"], &[f32_data(p), f32_data(ds)], &[f32_data(p_ref), f32_data(ds_ref)], tol, &format!("{dtype:?}, chunk at {first}"));
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_that_do_not_fit_are_declined() {
+        let device = Device::cpu();
+        let mask = mask(B, S, &device);
+        let products = random([B, KV, GROUPS * 4, 4], 5, 1.0, &device);
+        // the chunk runs past the mask's queries; rows not a multiple of the chunk; another batch
+        assert!(attention_probs(&products, &mask, 8, 4, 0.3).is_none());
+        assert!(attention_probs(&products, &mask, 0, 5, 0.3).is_none());
+        assert!(attention_probs(&products, &mask.clone().slice([0..1, 0..1, 0..S, 0..S]), 0, 4, 0.3).is_none());
+    }
+}
