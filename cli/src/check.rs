@@ -101,9 +101,10 @@ pub fn kernels(args: &KernelsArgs, batch_seconds: f64) -> Result<()> {
     let device = parse_device(&args.device)?;
     let Some(config) = r1kit_model::ModelConfig::preset(&args.shape) else { bail!("--shape: no shape named {:?}", args.shape) };
     let mut failed = Vec::new();
-    let sizes = r1kit_gpu::kernels::compare::Sizes { rows: args.rows, hidden: config.hidden_size, intermediate: config.intermediate_size, heads: config.num_heads, head_dim: config.head_dim };
+    let sizes = r1kit_gpu::kernels::compare::Sizes { rows: args.rows, hidden: config.hidden_size, intermediate: config.intermediate_size, heads: config.num_heads, kv_heads: config.num_kv_heads, head_dim: config.head_dim };
     for dtype in [FloatDType::F32, FloatDType::BF16] {
         for r in r1kit_gpu::kernels::compare::compare(&device, sizes, dtype, batch_seconds)? {
+            let dtype = r.dtype;
             let tolerance = r1kit_gpu::kernels::compare::tolerance(dtype);
             let ok = r.worst() <= tolerance;
             let differences: Vec<String> = r.differences.iter().map(|(name, d)| format!("{name} {d:.2e}")).collect();

@@ -12,12 +12,13 @@ use crate::check::Rng;
 /// One op at one shape and dtype, fused against burn's ops.
 #[derive(Debug, Clone)]
 pub struct OpComparison {
-    /// `rms_norm`, `swiglu` or `rope`.
+    /// `rms_norm`, `swiglu`, `rope`, `softmax` (the attention's, one chunk) or `adamw`.
     pub op: &'static str,
-    /// `[rows, cols]` of the activation.
+    /// `[rows, cols]` of the activation (softmax: the chunk's score rows and keys; adamw: the
+    /// parameter, an MLP projection's).
     pub shape: [usize; 2],
     /// rms_norm: the output's dtype (its input is f32, as the model's residual stream);
-    /// swiglu and rope: the operands' dtype (the model's rope takes f32).
+    /// swiglu, rope and softmax: the operands' dtype; adamw: always f32 (the master weights).
     pub dtype: FloatDType,
     /// Each result's largest difference relative to the largest |value| of burn's, by name.
     pub differences: Vec<(&'static str, f32)>,
@@ -47,14 +48,22 @@ pub struct Sizes {
     pub hidden: usize,
     pub intermediate: usize,
     pub heads: usize,
+    pub kv_heads: usize,
     pub head_dim: usize,
 }
 
+/// The attention's softmax is compared on the last chunk of queries of a sequence of this many
+/// tokens (at most `rows`), in the attention op's chunks.
+const SOFTMAX_SEQUENCE: usize = 2048;
+
 /// RMSNorm at `[rows, hidden]` (f32 input, output in `dtype`), rotary embeddings of the queries
-/// `[1, rows, heads, head_dim]` and SwiGLU at `[rows, intermediate]` (both in `dtype`), fused against burn's ops on `device` (an autodiff device is taken as given; a plain
-/// one is made autodiff). Timed over ~`batch_seconds` per batch when that is above 0.
+/// `[1, rows, heads, head_dim]` and SwiGLU at `[rows, intermediate]` (both in `dtype`), the
+/// attention's softmax (forward and backward kernels) on the last chunk of a 2048-token sequence
+/// (products in `dtype`), and one AdamW update of an `[hidden, intermediate]` f32 parameter, fused
+/// against burn's ops on `device` (an autodiff device is taken as given; a plain one is made
+/// autodiff). Timed over ~`batch_seconds` per batch when that is above 0.
 pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: f64) -> Result<Vec<OpComparison>> {
-    let Sizes { rows, hidden: cols, intermediate, heads, head_dim } = sizes;
+    let Sizes { rows, hidden: cols, intermediate, heads, kv_heads, head_dim } = sizes;
     let device = if device.is_autodiff() { device.clone() } else { device.clone().autodiff() };
     if !super::applies(&device) {
         bail!("the fused kernels do not run on {device:?} in this build (a CUDA build, or the tests' cube-cpu one; R1KIT_FUSED_KERNELS=0 turns them off)");
@@ -87,13 +96,56 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         Ok(vec![y.reshape([rows * heads, head_dim]), q.grad(&grads).expect("q is tracked").reshape([rows * heads, head_dim])])
     };
 
+    // outside autodiff, as the attention op and the optimizer call them
+    let seq = SOFTMAX_SEQUENCE.min(rows);
+    let chunk = crate::attention::QUERY_CHUNK.min(seq);
+    let (first_query, score_rows, kv_heads) = (seq - chunk, heads * chunk, kv_heads.max(1));
+    let mut scores = |std: f64| Tensor::<4>::from_data(TensorData::new(rng.normals(score_rows * seq, std), [1, kv_heads, score_rows / kv_heads, seq]), &device).inner().cast(dtype);
+    let (products, dprobs) = (scores(4.0), scores(1.0));
+    let mask = causal_mask(seq, &device);
+    let row_dot = Tensor::<4>::from_data(TensorData::new(rng.normals(score_rows, 1.0), [1, kv_heads, score_rows / kv_heads, 1]), &device).inner();
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let softmax = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let (p, lse) = if fused {
+            super::attention_probs(&products, &mask, first_query, chunk, scale).ok_or_else(|| anyhow::anyhow!("softmax: the kernel declined"))?
+        } else {
+            super::reference::attention_probs(&products, &mask, first_query, chunk, scale)
+        };
+        let lse = lse.reshape([1, kv_heads, score_rows / kv_heads, 1]);
+        let (p_again, ds) = if fused {
+            super::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first_query, chunk, scale).ok_or_else(|| anyhow::anyhow!("softmax backward: the kernel declined"))?
+        } else {
+            super::reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first_query, chunk, scale)
+        };
+        let flat = |t: Tensor<4>| t.reshape([score_rows, seq]);
+        Ok(vec![flat(p), lse.reshape([score_rows, 1]), flat(p_again), flat(ds)])
+    };
+    let mut plain = |shape: [usize; 2], std: f64| Tensor::<2>::from_data(TensorData::new(rng.normals(shape[0] * shape[1], std), shape), &device).inner();
+    let (param, grad, m) = (plain([cols, intermediate], 0.02), plain([cols, intermediate], 1e-3), plain([cols, intermediate], 1e-3));
+    let v = plain([cols, intermediate], 1e-3).square();
+    let step = super::AdamWStep { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1.0 - 1e-4 * 0.01, bias_correction1: 1.0 - 0.9f64.powi(10), bias_correction2: 1.0 - 0.999f64.powi(10) };
+    let adamw = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let (p, m, v) = if fused {
+            super::adamw_update(&param, &grad, &m, &v, step).ok_or_else(|| anyhow::anyhow!("adamw: the kernel declined"))?
+        } else {
+            super::reference::adamw_update(param.clone(), &grad, m.clone(), v.clone(), step)
+        };
+        Ok(vec![p, m, v])
+    };
+
     let mut results = Vec::new();
-    let cases: [(&'static str, [usize; 2], &[&'static str], &dyn Fn(bool) -> Result<Vec<Tensor<2>>>); 3] = [
-        ("rms_norm", [rows, cols], &["y", "dx", "dweight"], &norm),
-        ("swiglu", [rows, intermediate], &["y", "dgate", "dup"], &gated),
-        ("rope", [rows, heads * head_dim], &["y", "dx"], &rotated),
+    type Case<'a> = (&'static str, [usize; 2], &'static [&'static str], FloatDType, &'a dyn Fn(bool) -> Result<Vec<Tensor<2>>>);
+    let mut cases: Vec<Case> = vec![
+        ("rms_norm", [rows, cols], &["y", "dx", "dweight"], dtype, &norm),
+        ("swiglu", [rows, intermediate], &["y", "dgate", "dup"], dtype, &gated),
+        ("rope", [rows, heads * head_dim], &["y", "dx"], dtype, &rotated),
+        ("softmax", [score_rows, seq], &["p", "lse", "p again", "ds"], dtype, &softmax),
     ];
-    for (op, shape, names, run) in cases {
+    // the optimizer's state is f32 whatever the products' dtype: compared once, in the f32 pass
+    if dtype == FloatDType::F32 {
+        cases.push(("adamw", [cols, intermediate], &["param", "m", "v"], FloatDType::F32, &adamw));
+    }
+    for (op, shape, names, dtype, run) in cases {
         let (ours, theirs) = (run(true)?, run(false)?);
         let differences = names.iter().zip(ours.into_iter().zip(theirs)).map(|(name, (o, t))| Ok((*name, relative_difference(o.into_data(), t.into_data())?))).collect::<Result<Vec<_>>>()?;
         let seconds = if batch_seconds > 0.0 {
@@ -123,6 +175,12 @@ fn rope_tables(rows: usize, head_dim: usize, device: &Device) -> (Tensor<4>, Ten
     (table(cos), table(sin))
 }
 
+/// The model's causal mask `[1, 1, s, s]` (-1e30 above the diagonal).
+fn causal_mask(s: usize, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = (0..s * s).map(|i| if i % s > i / s { -1e30 } else { 0.0 }).collect();
+    Tensor::<4>::from_data(TensorData::new(values, [1, 1, s, s]), device).inner()
+}
+
 /// `max |a - b| / max |b|`.
 fn relative_difference(a: TensorData, b: TensorData) -> Result<f32> {
     let (a, b) = (a.convert::<f32>().try_into_vec::<f32>()?, b.convert::<f32>().try_into_vec::<f32>()?);
@@ -141,9 +199,9 @@ mod tests {
     #[test]
     fn the_comparison_runs_and_passes_on_the_cpu_runtime() {
         for dtype in [FloatDType::F32, FloatDType::BF16] {
-            let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, head_dim: 8 };
+            let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, kv_heads: 1, head_dim: 8 };
             let results = compare(&Device::cpu(), sizes, dtype, 0.0).unwrap();
-            assert_eq!(results.len(), 3);
+            assert_eq!(results.len(), if dtype == FloatDType::F32 { 5 } else { 4 });
             for r in &results {
                 assert!(r.worst() <= tolerance(dtype), "{r:?}");
                 assert!(r.seconds.is_none());
@@ -153,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_device_without_the_kernels_is_refused() {
-        let sizes = Sizes { rows: 4, hidden: 8, intermediate: 8, heads: 2, head_dim: 4 };
+        let sizes = Sizes { rows: 4, hidden: 8, intermediate: 8, heads: 2, kv_heads: 1, head_dim: 4 };
         let err = compare(&Device::flex(), sizes, FloatDType::F32, 0.0).unwrap_err();
         assert!(err.to_string().contains("do not run"), "{err}");
     }
