@@ -29,14 +29,16 @@ part() { # name, limit in seconds, command...
   echo "-- $name: exit $rc after $((SECONDS - t)) s" | tee -a "$out/summary.log"
   cp "$out/summary.log" "$final/summary.log"  # what finished comes back even if the call runs out of time
 }
-# peak GPU memory of a part: nvidia-smi sampled every 100 ms beside it
+# peak GPU memory of a part, and how busy the GPU was: nvidia-smi sampled every 100 ms beside it
 with_memory() { # name, limit, command...
   local name=$1; shift
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/$name.mem" 2>/dev/null &
+  nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$out/$name.mem" 2>/dev/null &
   local smi=$!
   part "$name" "$@"
   kill $smi 2>/dev/null
-  echo "-- $name: peak GPU memory $(sort -n "$out/$name.mem" | tail -1) MiB (nvidia-smi, whole device)" | tee -a "$out/summary.log"
+  echo "-- $name: peak GPU memory $(cut -d, -f1 "$out/$name.mem" | sort -n | tail -1) MiB (nvidia-smi, whole device);" \
+    "GPU busy $(awk -F, '$2 > 0 { n++; s += $2 } END { printf "%.0f", n ? s / n : 0 }' "$out/$name.mem")% of the samples where it ran a kernel at all" \
+    | tee -a "$out/summary.log"
 }
 # dp and dp-kill's tiny model (r1kit init) and SFT / GRPO configs, in /tmp/r1kit-dp
 dp_setup() {
@@ -70,8 +72,8 @@ for p in $parts; do
     train-1.5b)
       with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
       with_memory train-1.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-1.5b-bf16.json" ;;
-    train-micro) # larger micro-batches (attention still stores S x S scores)
-      for mb in 2 4; do
+    train-micro) # larger micro-batches: what a micro-step costs whatever its size (MICRO_BATCHES, default 2 4)
+      for mb in ${MICRO_BATCHES:-2 4}; do
         with_memory train-0.5b-bf16-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --out "$out/train-0.5b-bf16-mb$mb.json"
       done
       with_memory train-1.5b-bf16-mb2 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 2 --compute bf16 --out "$out/train-1.5b-bf16-mb2.json" ;;
@@ -115,7 +117,7 @@ for p in $parts; do
           esac
         done
       done ;;
-    kernels) # issue 12: the fused kernels (RMSNorm, SwiGLU) against burn's ops (values, gradients, time), then the
+    kernels) # issue 12: the fused kernels (RMSNorm, RoPE, SwiGLU, attention softmax, AdamW) against burn's ops (values, gradients, time), then the
              # model with them against the model without (R1KIT_FUSED_KERNELS=0) and against PyTorch, and the checks with them on
       part kernels-check-0.5b 120 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
       part kernels-bench-0.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-0.5b
