@@ -188,8 +188,9 @@ fn update(
             if iteration == 0 {
                 old.push(logp.clone().detach().inner());
             }
-            loss += l.clone().inner().into_scalar::<f32>() as f64;
+            // the backward pass queued before the first read of the device (a read waits for it)
             accumulate(&mut grads, collect_gradients(&model, &l));
+            loss += l.inner().into_scalar::<f32>() as f64;
             let logp_host = host(logp.inner());
             let old_host = host(old[k].clone());
             let adv_tok: Vec<f32> = (0..batch.batch * batch.seq).map(|i| adv[i / batch.seq] as f32).collect();

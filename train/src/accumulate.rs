@@ -4,6 +4,7 @@
 //! micro-batch, so the summed gradient equals the gradient of the step's batch taken at once: a
 //! token mean over the step, however it is split.
 
+use r1kit_model::burn::prelude::Tensor;
 use r1kit_model::burn::tensor::GradientCheckpointingStrategy;
 use r1kit_model::{Checkpointing, Model};
 
@@ -49,12 +50,15 @@ pub fn step_gradients_over(master: &Model, freeze: &Freeze, micro_batches: &[Pac
     let scale = 1.0 / step_loss_tokens.max(1) as f64;
     let model = tracked(master, freeze);
     let mut grads = GradMap::new();
-    let mut loss = 0.0;
+    let mut losses = Vec::with_capacity(micro_batches.len());
     for batch in micro_batches {
         let l = masked_nll(&model, batch, scale);
-        loss += l.clone().inner().into_scalar::<f32>() as f64;
         accumulate(&mut grads, collect_gradients(&model, &l));
+        losses.push(l.inner());
     }
+    // Read once per step: a read per micro-batch made the host wait for each forward pass on the
+    // device before it could queue the backward pass (the GPU then idles while it does).
+    let loss = if losses.is_empty() { 0.0 } else { Tensor::cat(losses, 0).sum().into_scalar::<f32>() as f64 };
     StepGradients { grads, loss, loss_tokens }
 }
 

@@ -1,15 +1,21 @@
 //! Global-norm gradient clipping over all parameters at once, as
 //! `torch.nn.utils.clip_grad_norm_` does (burn only clips per parameter).
 
+use r1kit_gpu::kernels::reference::cast_to;
+use r1kit_model::burn::prelude::Tensor;
+use r1kit_model::burn::tensor::FloatDType;
+
 use crate::grads::GradMap;
 
-/// L2 norm of all gradients taken together (f64 on the host; a handful of reads per step).
+/// L2 norm of all gradients taken together (one read of the device).
 pub fn global_norm(grads: &GradMap) -> f64 {
-    grads
-        .values()
-        .map(|g| g.clone().square().sum().into_scalar::<f32>() as f64)
-        .sum::<f64>()
-        .sqrt()
+    // One read of the device for all tensors (a read per tensor waited for the device ~300 times
+    // per step at 0.5B); the squares summed in f32.
+    let squares: Vec<Tensor<1>> = grads.values().map(|g| cast_to(g.clone(), FloatDType::F32).square().sum()).collect();
+    if squares.is_empty() {
+        return 0.0;
+    }
+    (Tensor::cat(squares, 0).sum().into_scalar::<f32>() as f64).sqrt()
 }
 
 /// Scales every gradient by `max_norm / (norm + 1e-6)` when that is below 1 (torch's rule) and
