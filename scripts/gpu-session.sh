@@ -173,9 +173,11 @@ for p in $parts; do
     concurrent) # two independent 1-GPU training runs at once, no NCCL: how much one process slows the other (the host they share)
       args="bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --steps ${SCALE_STEPS:-3}"
       with_memory concurrent-train 300 bash -c "CUDA_VISIBLE_DEVICES=1 $r1kit $args > $out/concurrent-gpu1.log 2>&1 & CUDA_VISIBLE_DEVICES=0 $r1kit $args; wait; cat $out/concurrent-gpu1.log" ;;
-    profile-train) # where a 0.5B training micro-step's GPU time goes, per kernel (ncu: the machine has no nsys)
-      part profile-train-ncu 300 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-15000} --launch-count ${COUNT:-13000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
-      part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 ;;
+    profile-train) # where a 0.5B training step's GPU time goes, per kernel (ncu: the machine has no nsys): a warm-up
+                   # step and a timed one (one sequence, one micro-batch), the summary of the timed one alone
+                   # (after the warm-up's AdamW kernels; autotune's trial kernels run in the warm-up only)
+      part profile-train-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-0} --launch-count ${COUNT:-40000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
+      part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 --step adamw_update ;;
     stash)
       part stash 60 bash -c "mkdir -p $keep && { [ ! -d .gpu ] || cp -r .gpu $keep/; } && { [ ! -d .carry ] || find .carry -type f -exec cp {} $keep/ \\; ; } && ls -la $keep" ;;
     smol-grpo) # issue 13 goal 4: SmolLM2-135M (GGUF, carried in pieces) learns arithmetic by GRPO; a rerun resumes
