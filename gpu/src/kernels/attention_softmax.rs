@@ -18,8 +18,8 @@ use cubecl::prelude::*;
 use super::cube_reduce::{cube_max, cube_sum};
 use super::launch::{buffer, cast, contiguous, cube_primitive, elements, empty, row_units, with_float_type, Cube};
 
-/// Where a chunk's rows sit in the mask (host side; the kernels take the fields as scalars).
-#[derive(Debug, Clone, Copy)]
+/// Where a chunk's rows sit in the mask: one launch argument of both kernels.
+#[derive(CubeType, CubeLaunch)]
 struct Rows {
     /// Keys per row (the products' last dim).
     keys: usize,
@@ -36,29 +36,24 @@ struct Rows {
 
 /// Where row `row`'s mask values start.
 #[cube]
-fn mask_row_start(row: usize, chunk: usize, per_batch: usize, first_query: usize, mask_queries: usize, mask_keys: usize) -> usize {
-    ((row / per_batch) * mask_queries + first_query + row % chunk) * mask_keys
+fn mask_row_start(rows: &Rows, row: usize) -> usize {
+    ((row / rows.per_batch) * rows.mask_queries + rows.first_query + row % rows.chunk) * rows.mask_keys
 }
 
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
 fn attention_softmax_forward<F: Float>(
     products: &[F],
     mask: &[f32],
     probs: &mut [F],
     lse: &mut [f32],
-    keys: usize,
-    chunk: usize,
-    per_batch: usize,
-    first_query: usize,
-    mask_queries: usize,
-    mask_keys: usize,
+    rows: Rows,
     scale: f32,
     #[comptime] units: usize,
 ) {
     let row = CUBE_POS;
+    let keys = rows.keys;
     let base = row * keys;
-    let mask_base = mask_row_start(row, chunk, per_batch, first_query, mask_queries, mask_keys);
+    let mask_base = mask_row_start(&rows, row);
     // below any score: a mask blocks with -1e30, so a fully blocked row still has a finite maximum
     let mut largest = f32::new(-3.0e38);
     let mut j = UNIT_POS as usize;
@@ -95,18 +90,13 @@ fn attention_softmax_backward<F: Float>(
     row_dot: &[f32],
     probs: &mut [F],
     dproducts: &mut [F],
-    keys: usize,
-    chunk: usize,
-    per_batch: usize,
-    first_query: usize,
-    mask_queries: usize,
-    mask_keys: usize,
+    rows: Rows,
     scale: f32,
 ) {
     let i = ABSOLUTE_POS;
     if i < probs.len() {
-        let row = i / keys;
-        let x = f32::cast_from(products[i]) * scale + mask[mask_row_start(row, chunk, per_batch, first_query, mask_queries, mask_keys) + i % keys];
+        let row = i / rows.keys;
+        let x = f32::cast_from(products[i]) * scale + mask[mask_row_start(&rows, row) + i % rows.keys];
         let p = f32::exp(x - lse[row]);
         probs[i] = F::cast_from(p);
         dproducts[i] = F::cast_from((f32::cast_from(dprobs[i]) - row_dot[row]) * p * scale);
@@ -114,7 +104,7 @@ fn attention_softmax_backward<F: Float>(
 }
 
 /// The products, mask and row layout of one call; `None` where the shapes do not fit.
-fn prepare(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize) -> Option<(CubeTensor, CubeTensor, Rows, usize)> {
+fn prepare(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize) -> Option<(CubeTensor, CubeTensor, RowsLaunch, usize)> {
     let [b, _, _, keys] = products.dims();
     let [mb, one, mask_queries, mask_keys] = mask.dims();
     let rows = products.dims()[..3].iter().product::<usize>();
@@ -123,7 +113,7 @@ fn prepare(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: us
     }
     let products = contiguous(cube_primitive(products)?);
     let mask = contiguous(cast(cube_primitive(mask)?, DType::F32));
-    let layout = Rows { keys, chunk, per_batch: rows / b, first_query, mask_queries, mask_keys };
+    let layout = RowsLaunch::new(keys, chunk, rows / b, first_query, mask_queries, mask_keys);
     Some((products, mask, layout, rows))
 }
 
@@ -142,12 +132,7 @@ pub(super) fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_quer
             buffer(&mask),
             buffer(&probs),
             buffer(&lse),
-            layout.keys,
-            layout.chunk,
-            layout.per_batch,
-            layout.first_query,
-            layout.mask_queries,
-            layout.mask_keys,
+            layout,
             scale as f32,
             units,
         )
@@ -189,12 +174,7 @@ pub(super) fn attention_probs_backward<const L: usize>(
             buffer(&row_dot),
             buffer(&probs),
             buffer(&dproducts),
-            layout.keys,
-            layout.chunk,
-            layout.per_batch,
-            layout.first_query,
-            layout.mask_queries,
-            layout.mask_keys,
+            layout,
             scale as f32,
         )
     });
