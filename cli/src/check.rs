@@ -65,9 +65,9 @@ pub enum CheckCommand {
         #[arg(long, default_value_t = 3.9e-3)]
         tolerance: f32,
     },
-    /// The fused kernels (RMSNorm, rotary embeddings, SwiGLU: r1kit_gpu::kernels) against burn's
-    /// ops at a shape's sizes, with results in f32 and in bf16: outputs and gradients of a forward
-    /// + backward.
+    /// The fused kernels (RMSNorm, rotary embeddings, SwiGLU, the attention's softmax, AdamW:
+    /// r1kit_gpu::kernels) against burn's ops at a shape's sizes, with results in f32 and in bf16:
+    /// outputs and gradients of a forward + backward (AdamW: one update, f32).
     Kernels(KernelsArgs),
     /// NCCL's all-reduce on this process's GPU: one process, or the ranks of `r1kit launch --nproc
     /// N -- check nccl`; rank-dependent values summed and compared with the host's sum, then timed.
@@ -87,7 +87,7 @@ pub enum CheckCommand {
 pub struct KernelsArgs {
     #[arg(long, default_value = "cuda")]
     pub device: String,
-    /// A named shape: its hidden and intermediate sizes, heads and head dim.
+    /// A named shape: its hidden and intermediate sizes, heads, key/value heads and head dim.
     #[arg(long, default_value = "qwen2.5-0.5b")]
     pub shape: String,
     /// Rows (tokens) of the activations: 8 x 2048 by default, the training benchmark's micro-batch.
