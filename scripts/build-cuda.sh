@@ -32,7 +32,7 @@ crate=cubecl-cuda-0.11.3
 patch_file="$root/gpu/patches/$crate-stream-access.patch"
 patched="$root/target/patched/$crate"
 registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
-find_src() { ls -d "$registry"/*/"$crate" 2>/dev/null | head -n1; }
+find_src() { ls -d "$registry"/*/"$crate" 2>/dev/null | head -n1 || true; }  # nothing yet on a fresh machine
 src=$(find_src)
 if [ -z "$src" ]; then
   cargo fetch --quiet
