@@ -24,7 +24,7 @@ pub enum BenchCommand {
     /// The cuBLASLt GEMM on burn's CUDA stream: correctness (f64 reference, burn's matmul),
     /// ordering under a no-sync chain, and TFLOP/s on Qwen2.5 training shapes against burn.
     Gemm(GemmArgs),
-    /// The fused kernels (RMSNorm, rotary embeddings, SwiGLU, the attention's softmax, AdamW) against
+    /// The fused kernels (RMSNorm, rotary embeddings, SwiGLU, the attention's softmax, the LM head's log-softmax, AdamW) against
     /// burn's ops: forward + backward time at a shape's sizes, after the same comparison as `check kernels`.
     Kernels(crate::check::KernelsArgs),
 }

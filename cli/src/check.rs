@@ -65,7 +65,7 @@ pub enum CheckCommand {
         #[arg(long, default_value_t = 3.9e-3)]
         tolerance: f32,
     },
-    /// The fused kernels (RMSNorm, rotary embeddings, SwiGLU, the attention's softmax, AdamW:
+    /// The fused kernels (RMSNorm, rotary embeddings, SwiGLU, the attention's softmax, the LM head's log-softmax, AdamW:
     /// r1kit_gpu::kernels) against burn's ops at a shape's sizes, with results in f32 and in bf16:
     /// outputs and gradients of a forward + backward (AdamW: one update, f32).
     Kernels(KernelsArgs),
@@ -101,7 +101,7 @@ pub fn kernels(args: &KernelsArgs, batch_seconds: f64) -> Result<()> {
     let device = parse_device(&args.device)?;
     let Some(config) = r1kit_model::ModelConfig::preset(&args.shape) else { bail!("--shape: no shape named {:?}", args.shape) };
     let mut failed = Vec::new();
-    let sizes = r1kit_gpu::kernels::compare::Sizes { rows: args.rows, hidden: config.hidden_size, intermediate: config.intermediate_size, heads: config.num_heads, kv_heads: config.num_kv_heads, head_dim: config.head_dim };
+    let sizes = r1kit_gpu::kernels::compare::Sizes { rows: args.rows, hidden: config.hidden_size, intermediate: config.intermediate_size, heads: config.num_heads, kv_heads: config.num_kv_heads, head_dim: config.head_dim, vocab: config.vocab_size };
     for dtype in [FloatDType::F32, FloatDType::BF16] {
         for r in r1kit_gpu::kernels::compare::compare(&device, sizes, dtype, batch_seconds)? {
             let dtype = r.dtype;

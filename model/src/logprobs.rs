@@ -8,8 +8,7 @@ use burn::tensor::activation::log_softmax;
 
 use crate::transformer::Model;
 
-/// Rows of the flattened `[batch * seq, hidden]` block projected to the vocabulary at a time.
-pub const DEFAULT_CHUNK_ROWS: usize = 1024;
+pub use r1kit_gpu::logprobs::DEFAULT_CHUNK_ROWS;
 
 /// log p(target | prefix) for every position: `hidden` is `[batch, seq, hidden]`, `targets`
 /// row-major `[batch, seq]`; returns `[batch, seq]`. Differentiable when `hidden` is tracked.

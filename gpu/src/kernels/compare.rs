@@ -12,7 +12,8 @@ use crate::check::Rng;
 /// One op at one shape and dtype, fused against burn's ops.
 #[derive(Debug, Clone)]
 pub struct OpComparison {
-    /// `rms_norm`, `swiglu`, `rope`, `softmax` (the attention's, one chunk) or `adamw`.
+    /// `rms_norm`, `swiglu`, `rope`, `softmax` (the attention's, one chunk), `logprobs` (the LM
+    /// head's log-softmax, one chunk) or `adamw`.
     pub op: &'static str,
     /// `[rows, cols]` of the activation (softmax: the chunk's score rows and keys; adamw: the
     /// parameter, an MLP projection's).
@@ -50,6 +51,7 @@ pub struct Sizes {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    pub vocab: usize,
 }
 
 /// The attention's softmax is compared on the last chunk of queries of a sequence of this many
@@ -59,11 +61,12 @@ const SOFTMAX_SEQUENCE: usize = 2048;
 /// RMSNorm at `[rows, hidden]` (f32 input, output in `dtype`), rotary embeddings of the queries
 /// `[1, rows, heads, head_dim]` and SwiGLU at `[rows, intermediate]` (both in `dtype`), the
 /// attention's softmax (forward and backward kernels) on the last chunk of a 2048-token sequence
-/// (products in `dtype`), and one AdamW update of an `[hidden, intermediate]` f32 parameter, fused
+/// (products in `dtype`), the LM head's log-softmax (forward and backward kernels) on one chunk of
+/// `[1024, vocab]` logits in `dtype`, and one AdamW update of an `[hidden, intermediate]` f32 parameter, fused
 /// against burn's ops on `device` (an autodiff device is taken as given; a plain one is made
 /// autodiff). Timed over ~`batch_seconds` per batch when that is above 0.
 pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: f64) -> Result<Vec<OpComparison>> {
-    let Sizes { rows, hidden: cols, intermediate, heads, kv_heads, head_dim } = sizes;
+    let Sizes { rows, hidden: cols, intermediate, heads, kv_heads, head_dim, vocab } = sizes;
     let device = if device.is_autodiff() { device.clone() } else { device.clone().autodiff() };
     if !super::applies(&device) {
         bail!("the fused kernels do not run on {device:?} in this build (a CUDA build, or the tests' cube-cpu one; R1KIT_FUSED_KERNELS=0 turns them off)");
@@ -120,6 +123,26 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         let flat = |t: Tensor<4>| t.reshape([score_rows, seq]);
         Ok(vec![flat(p), lse.reshape([score_rows, 1]), flat(p_again), flat(ds)])
     };
+    // one chunk of the LM head's logits, as `crate::logprobs`' op cuts them
+    let logit_rows = crate::logprobs::DEFAULT_CHUNK_ROWS.min(rows);
+    let logits = Tensor::<2>::from_data(TensorData::new(rng.normals(logit_rows * vocab, 3.0), [logit_rows, vocab]), &device).inner().cast(dtype);
+    let ids: Vec<i64> = (0..logit_rows).map(|r| ((r * 7919) % vocab) as i64).collect();
+    let ids = Tensor::<2, burn::prelude::Int>::from_data(TensorData::new(ids, [logit_rows, 1]), &logits.device());
+    let upstream = Tensor::<1>::from_data(TensorData::new(rng.normals(logit_rows, 1.0), [logit_rows]), &device).inner();
+    let logprobs = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let (logp, lse, entropy) = if fused {
+            super::logprob_rows(&logits, &ids, true).ok_or_else(|| anyhow::anyhow!("logprobs: the kernel declined"))?
+        } else {
+            super::reference::logprob_rows(&logits, &ids, true)
+        };
+        let d = if fused {
+            super::logprob_rows_backward(&logits, &lse, &upstream, &ids, dtype).ok_or_else(|| anyhow::anyhow!("logprobs backward: the kernel declined"))?
+        } else {
+            super::reference::logprob_rows_backward(&logits, &lse, &upstream, &ids, dtype)
+        };
+        let column = |t: Tensor<1>| t.reshape([logit_rows, 1]);
+        Ok(vec![column(logp), column(lse), column(entropy.expect("asked for")), d])
+    };
     let mut plain = |shape: [usize; 2], std: f64| Tensor::<2>::from_data(TensorData::new(rng.normals(shape[0] * shape[1], std), shape), &device).inner();
     let (param, grad, m) = (plain([cols, intermediate], 0.02), plain([cols, intermediate], 1e-3), plain([cols, intermediate], 1e-3));
     let v = plain([cols, intermediate], 1e-3).square();
@@ -140,6 +163,7 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         ("swiglu", [rows, intermediate], &["y", "dgate", "dup"], dtype, &gated),
         ("rope", [rows, heads * head_dim], &["y", "dx"], dtype, &rotated),
         ("softmax", [score_rows, seq], &["p", "lse", "p again", "ds"], dtype, &softmax),
+        ("logprobs", [logit_rows, vocab], &["logp", "lse", "entropy", "dlogits"], dtype, &logprobs),
     ];
     // the optimizer's state is f32 whatever the products' dtype: compared once, in the f32 pass
     if dtype == FloatDType::F32 {
@@ -199,7 +223,7 @@ mod tests {
     #[test]
     fn the_comparison_runs_and_passes_on_the_cpu_runtime() {
         for dtype in [FloatDType::F32, FloatDType::BF16] {
-            let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, kv_heads: 1, head_dim: 8 };
+            let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, kv_heads: 1, head_dim: 8, vocab: 300 };
             let results = compare(&Device::cpu(), sizes, dtype, 0.0).unwrap();
             assert_eq!(results.len(), if dtype == FloatDType::F32 { 5 } else { 4 });
             for r in &results {
@@ -211,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_device_without_the_kernels_is_refused() {
-        let sizes = Sizes { rows: 4, hidden: 8, intermediate: 8, heads: 2, kv_heads: 1, head_dim: 4 };
+        let sizes = Sizes { rows: 4, hidden: 8, intermediate: 8, heads: 2, kv_heads: 1, head_dim: 4, vocab: 16 };
         let err = compare(&Device::flex(), sizes, FloatDType::F32, 0.0).unwrap_err();
         assert!(err.to_string().contains("do not run"), "{err}");
     }

@@ -1,8 +1,9 @@
 //! Fused CubeCL kernels for the model's elementwise work, forward and backward: RMSNorm
 //! ([`rms_norm`]), rotary embeddings with the heads' transpose ([`rope`]), the SwiGLU gate
 //! ([`swiglu`]) and the attention's softmax over a chunk of queries ([`attention_probs`],
-//! [`attention_probs_backward`], inside `crate::attention`'s op); and the optimizer's AdamW update
-//! ([`adamw_update`]).
+//! [`attention_probs_backward`], inside `crate::attention`'s op); the LM head's log-softmax over
+//! the vocabulary ([`logprob_rows`], [`logprob_rows_backward`], inside `crate::logprobs`' op); and
+//! the optimizer's AdamW update ([`adamw_update`]).
 //!
 //! Why: a 0.5B training micro-step on the GPU was 9,158 kernels, of which the GEMMs are ~20 ms of
 //! 122 ms; the rest is burn's unfused elementwise ops, reductions and f32<->bf16 casts
@@ -25,13 +26,15 @@ mod cube_reduce;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod launch;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod logprob_rows;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod rms_norm;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod rope;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod swiglu;
 
-use burn::prelude::Tensor;
+use burn::prelude::{Int, Tensor};
 use burn::tensor::FloatDType;
 
 /// Whether this build has the fused kernels and they are not switched off by
@@ -165,6 +168,44 @@ pub fn attention_probs_backward<const L: usize>(
     }
 }
 
+/// The log-softmax of one chunk of the LM head's logits `[rows, vocab]` (the GEMM's output, any
+/// float dtype) at the targets `[rows, 1]`: `(log p(target), log-sum-exp, entropy if asked)`, each
+/// `[rows]` f32, computed in f32. Not an autodiff op: `crate::logprobs`' op calls it. `None` off a
+/// `Cube` device or for shapes that do not fit.
+pub fn logprob_rows(logits: &Tensor<2>, targets: &Tensor<2, Int>, with_entropy: bool) -> Option<(Tensor<1>, Tensor<1>, Option<Tensor<1>>)> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        logprob_rows::logprob_rows(logits, targets, with_entropy)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (logits, targets, with_entropy);
+        None
+    }
+}
+
+/// The gradient of [`logprob_rows`]' log-probabilities with respect to the logits, given the
+/// upstream gradient `grad` `[rows]` and the forward's log-sum-exp: `grad (onehot(target) -
+/// softmax)`, written as `out` (the dtype the gradient GEMMs take). `None` off a `Cube` device or
+/// for shapes that do not fit.
+pub fn logprob_rows_backward(logits: &Tensor<2>, lse: &Tensor<1>, grad: &Tensor<1>, targets: &Tensor<2, Int>, out: FloatDType) -> Option<Tensor<2>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        logprob_rows::logprob_rows_backward(logits, lse, grad, targets, out)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (logits, lse, grad, targets, out);
+        None
+    }
+}
+
 /// One AdamW step's constants (torch's formula; `r1kit_train::optim` computes them).
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWStep {
@@ -200,8 +241,8 @@ pub fn adamw_update(param: &Tensor<2>, grad: &Tensor<2>, m: &Tensor<2>, v: &Tens
 /// The references the kernels are checked against (tests here, `r1kit check kernels` on a GPU):
 /// the same maths in burn's ops, as the model computed it before the kernels.
 pub mod reference {
-    use burn::prelude::Tensor;
-    use burn::tensor::FloatDType;
+    use burn::prelude::{Int, Tensor};
+    use burn::tensor::{FloatDType, IndexingUpdateOp};
 
     /// `t` as `dtype`, with no cast (and no autodiff node) where it already is.
     pub fn cast_to<const D: usize>(t: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
@@ -275,6 +316,30 @@ pub mod reference {
         let scores = cast_to(products.clone(), FloatDType::F32).reshape([b, kv, rows / chunk, chunk, keys]);
         let m = cast_to(mask.clone(), FloatDType::F32).slice([0..b, 0..1, first_query..first_query + chunk, 0..keys]).unsqueeze_dim::<5>(1);
         scores * scale + m
+    }
+
+    /// [`super::logprob_rows`] by burn's ops (the LM head op's chunks before the kernel).
+    pub fn logprob_rows(logits: &Tensor<2>, targets: &Tensor<2, Int>, with_entropy: bool) -> (Tensor<1>, Tensor<1>, Option<Tensor<1>>) {
+        let [rows, _] = logits.dims();
+        let x = cast_to(logits.clone(), FloatDType::F32);
+        let max = x.clone().max_dim(1);
+        let shifted = x.clone() - max.clone();
+        let exp = shifted.clone().exp();
+        let sum = exp.clone().sum_dim(1);
+        let lse = max + sum.clone().log();
+        // H = lse - sum(p * logit), from the shifted logits (the plain form cancels: logits ~100 lose 1e-5)
+        let entropy = with_entropy.then(|| (sum.clone().log() - (exp * shifted).sum_dim(1) / sum).reshape([rows]));
+        let logp = x.gather(1, targets.clone()) - lse.clone();
+        (logp.reshape([rows]), lse.reshape([rows]), entropy)
+    }
+
+    /// [`super::logprob_rows_backward`] by burn's ops: the softmax part everywhere, plus `grad` at
+    /// the target.
+    pub fn logprob_rows_backward(logits: &Tensor<2>, lse: &Tensor<1>, grad: &Tensor<1>, targets: &Tensor<2, Int>, out: FloatDType) -> Tensor<2> {
+        let [rows, _] = logits.dims();
+        let g = cast_to(grad.clone(), FloatDType::F32).reshape([rows, 1]);
+        let p = (cast_to(logits.clone(), FloatDType::F32) - cast_to(lse.clone(), FloatDType::F32).reshape([rows, 1])).exp();
+        cast_to((p * g.clone()).neg().scatter(1, targets.clone(), g, IndexingUpdateOp::Add), out)
     }
 
     /// [`super::adamw_update`] by burn's ops (torch's formula term by term).
