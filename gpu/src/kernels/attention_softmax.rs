@@ -3,7 +3,7 @@
 //!
 //! Forward, one cube per row: `x = product * scale + mask`, `p = exp(x - max) / sum`, written in
 //! the products' dtype (the `P V` GEMM's), and the row's log-sum-exp `max + ln(sum)` (f32).
-//! Backward, one unit per element: `p = exp(x - lse)` recomputed, `ds = (dp - rowsum(dO O)) * p *
+//! Backward, one unit per element (a grid of key blocks by rows): `p = exp(x - lse)` recomputed, `ds = (dp - rowsum(dO O)) * p *
 //! scale`, both in the products' dtype (the `dV`, `dQ`, `dK` GEMMs'). Each replaces ~10 of burn's
 //! kernels over the `rows x keys` scores (casts to f32 and back, scale, mask, max, exp, sum, div).
 //!
@@ -93,10 +93,13 @@ fn attention_softmax_backward<F: Float>(
     rows: Rows,
     scale: f32,
 ) {
-    let i = ABSOLUTE_POS;
-    if i < probs.len() {
-        let row = i / rows.keys;
-        let x = f32::cast_from(products[i]) * scale + mask[mask_row_start(&rows, row) + i % rows.keys];
+    // a grid of (key blocks, rows), the rows split over y and z past CUDA's 65,535 per dimension:
+    // no division per element to find its row
+    let row = CUBE_POS_Z as usize * CUBE_COUNT_Y as usize + CUBE_POS_Y as usize;
+    let key = CUBE_POS_X as usize * CUBE_DIM_X as usize + UNIT_POS_X as usize;
+    if key < rows.keys && row < lse.len() {
+        let i = row * rows.keys + key;
+        let x = f32::cast_from(products[i]) * scale + mask[mask_row_start(&rows, row) + key];
         let p = f32::exp(x - lse[row]);
         probs[i] = F::cast_from(p);
         dproducts[i] = F::cast_from((f32::cast_from(dprobs[i]) - row_dot[row]) * p * scale);
@@ -155,17 +158,18 @@ pub(super) fn attention_probs_backward<const L: usize>(
     if dprobs.dims() != products.dims() || dprobs.dtype() != products.dtype() {
         return None;
     }
+    let keys = products.dims()[3];
     let (products, mask, layout, rows) = prepare(products, mask, first_query, chunk)?;
     let row_values = |t: &Tensor<L>| Some(contiguous(cast(cube_primitive(t)?, DType::F32))).filter(|t| elements(t) == rows);
     let (lse, row_dot, dprobs) = (row_values(lse)?, row_values(row_dot)?, contiguous(cube_primitive(dprobs)?));
     let probs = empty(&products, products.meta.shape().clone(), products.dtype);
     let dproducts = empty(&products, products.meta.shape().clone(), products.dtype);
     const UNITS: u32 = 256;
-    let cubes = elements(&products).div_ceil(UNITS as usize) as u32;
+    let grid_rows = rows.min(65_535);
     with_float_type!(products.dtype, F => unsafe {
         attention_softmax_backward::launch_unchecked::<F>(
             &products.client,
-            CubeCount::Static(cubes, 1, 1),
+            CubeCount::Static(keys.div_ceil(UNITS as usize) as u32, grid_rows as u32, rows.div_ceil(grid_rows) as u32),
             CubeDim::new_1d(UNITS),
             buffer(&products),
             buffer(&dprobs),
@@ -252,6 +256,22 @@ mod tests {
                 assert_all_close(&["p", "ds"], &[f32_data(p), f32_data(ds)], &[f32_data(p_ref), f32_data(ds_ref)], tol, &format!("{dtype:?}, chunk at {first}"));
             }
         }
+    }
+
+    #[test]
+    fn backward_covers_rows_past_one_grid_dimension() {
+        // 33 x 2048 = 67,584 rows: the backward's grid puts them over y and z (CUDA caps each at
+        // 65,535); one key each keeps it small
+        let device = Device::cpu();
+        let (groups, s) = (33, 2048);
+        let mask = mask(1, s, &device);
+        let products = random([1, 1, groups * s, 1], 6, 3.0, &device);
+        let dprobs = random([1, 1, groups * s, 1], 7, 1.0, &device);
+        let row_dot = random([1, 1, groups, s, 1], 8, 1.0, &device);
+        let (_, lse) = reference::attention_probs(&products, &mask, 0, s, 0.3);
+        let (p, ds) = attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, 0, s, 0.3).expect("a Cube device");
+        let (p_ref, ds_ref) = reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, 0, s, 0.3);
+        assert_all_close(&["p", "ds"], &[f32_data(p), f32_data(ds)], &[f32_data(p_ref), f32_data(ds_ref)], 1e-5, "67,584 rows");
     }
 
     #[test]
