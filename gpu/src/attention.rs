@@ -199,6 +199,10 @@ where
         let v = inner::<B, 4>(checkpointer.retrieve_node_output(saved.v));
         let (mask, output, lse) = (inner::<B, 4>(saved.mask), inner::<B, 5>(saved.output), inner::<B, 5>(saved.lse));
         let d = Dims::of(&q, &k);
+        // each gradient in its input's dtype (bf16 queries, keys and values get bf16 gradients):
+        // an f32 gradient registered for a bf16 node reaches ops that take one dtype for both
+        let dtype_of = |t: &Tensor<4>| FloatDType::from(t.dtype());
+        let (q_dtype, k_dtype, v_dtype) = (dtype_of(&q), dtype_of(&k), dtype_of(&v));
         let grad = inner::<B, 4>(grads.consume::<B>(&ops.node)).reshape([d.b, d.nkv, d.groups, d.s, d.hd]);
         let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(settings.compute);
         let (k_c, v_c) = (k.cast(settings.compute), v.cast(settings.compute));
@@ -236,13 +240,13 @@ where
         if let Some(node) = q_parent {
             dq.reverse();
             let dq = Tensor::cat(dq, 3).reshape([d.b, d.nkv * d.groups, d.s, d.hd]);
-            grads.register::<B>(node.id, primitive::<B, 4>(dq));
+            grads.register::<B>(node.id, primitive::<B, 4>(kernels::reference::cast_to(dq, q_dtype)));
         }
         if let (Some(node), Some(dk)) = (k_parent, dk) {
-            grads.register::<B>(node.id, primitive::<B, 4>(dk));
+            grads.register::<B>(node.id, primitive::<B, 4>(kernels::reference::cast_to(dk, k_dtype)));
         }
         if let (Some(node), Some(dv)) = (v_parent, dv) {
-            grads.register::<B>(node.id, primitive::<B, 4>(dv));
+            grads.register::<B>(node.id, primitive::<B, 4>(kernels::reference::cast_to(dv, v_dtype)));
         }
     }
 }
@@ -341,6 +345,22 @@ mod tests {
             let ours = run(true, compute, 3, true);
             crate::check::assert_all_close(&["output", "dq", "dk", "dv"], &ours, &reference, tol, &format!("{compute:?}, gradient checkpointing"));
         }
+    }
+
+    #[test]
+    fn gradients_come_in_the_inputs_dtype() {
+        // the model hands the op bf16 queries, keys and values when the fused kernels run
+        let device = Device::default().autodiff();
+        let (b, nh, nkv, s, hd) = (1, 4, 2, 5, 4);
+        let q = random([b, nh, s, hd], 1, &device).cast(FloatDType::BF16).require_grad();
+        let k = random([b, nkv, s, hd], 2, &device).cast(FloatDType::BF16).require_grad();
+        let v = random([b, nkv, s, hd], 3, &device).require_grad();
+        let mask = causal_mask(b, s, &device);
+        let out = attention_through_op(&q, &k, &v, &mask, FloatDType::BF16, 2).expect("flex tensors");
+        let grads = out.sum().backward();
+        assert_eq!(q.grad(&grads).unwrap().dtype(), FloatDType::BF16.into());
+        assert_eq!(k.grad(&grads).unwrap().dtype(), FloatDType::BF16.into());
+        assert_eq!(v.grad(&grads).unwrap().dtype(), FloatDType::F32.into());
     }
 
     #[test]

@@ -355,8 +355,9 @@ pub(crate) fn block_forward(
 ) -> Tensor<3> {
     let [b, s, _] = x.dims();
     let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-    // With the fused kernels, the norms write the dtype the GEMMs take, and the MLP's gate stays
-    // in the GEMMs' dtype (autocast's own dtypes there), so no cast runs between them.
+    // With the fused kernels, the norms write the dtype the GEMMs take, and the queries, keys,
+    // values and the MLP's gate stay in the GEMMs' dtype (autocast's own dtypes there; the kernels
+    // compute in f32 inside), so no cast runs between the products.
     let between_gemms = if r1kit_gpu::kernels::applies(&x.device()) { compute } else { FloatDType::F32 };
     let hx = rms_norm_as(x.clone(), &layer.input_norm, c.rms_norm_eps, between_gemms);
     let heads = |t: Tensor<3>, n: usize, norm: &Option<Tensor<2>>| -> Tensor<4> {
@@ -368,9 +369,11 @@ pub(crate) fn block_forward(
         rope.apply_to_heads(t)
     };
     let m = compute;
-    let q = heads(layer.q_proj.forward(hx.clone(), m), nh, &layer.q_norm);
-    let k = heads(layer.k_proj.forward(hx.clone(), m), nkv, &layer.k_norm);
-    let v = layer.v_proj.forward(hx, m).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+    // per-head norms (Qwen3) take f32, as their f32 weights (the norm kernel takes one dtype)
+    let qk = if layer.q_norm.is_some() { FloatDType::F32 } else { between_gemms };
+    let q = heads(layer.q_proj.forward_as(hx.clone(), m, qk), nh, &layer.q_norm);
+    let k = heads(layer.k_proj.forward_as(hx.clone(), m, qk), nkv, &layer.k_norm);
+    let v = layer.v_proj.forward_as(hx, m, between_gemms).reshape([b, s, nkv, hd]).swap_dims(1, 2);
     let (k, v) = match cache {
         Some((CacheAccess::Append(cache), index)) => cache.write_and_read(index, k, v),
         Some((CacheAccess::Fixed(cache, slot), index)) => cache.write_at(index, k, v, slot),
