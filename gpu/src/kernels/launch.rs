@@ -85,3 +85,22 @@ macro_rules! with_float_type {
     };
 }
 pub(crate) use with_float_type;
+
+/// Runs `$body` with `$t` the CubeCL integer type of burn dtype `$dtype` (i32, i64); evaluates to
+/// `None` (from the enclosing function) for any other dtype.
+macro_rules! with_int_type {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            burn::tensor::DType::I32 => {
+                type $t = i32;
+                $body
+            }
+            burn::tensor::DType::I64 => {
+                type $t = i64;
+                $body
+            }
+            _ => return None,
+        }
+    };
+}
+pub(crate) use with_int_type;

@@ -13,7 +13,7 @@ use burn::tensor::{DType, FloatDType, Shape};
 use cubecl::prelude::*;
 
 use super::cube_reduce::{cube_max, cube_sum};
-use super::launch::{buffer, cast, contiguous, cube_primitive, elements, empty, row_units, with_float_type, Cube};
+use super::launch::{buffer, cast, contiguous, cube_primitive, empty, row_units, with_float_type, with_int_type, Cube};
 
 /// Target ids `[rows, 1]` (burn's integer tensors; CubeCL's `Int` is the kernels' element trait).
 type Ids = Tensor<2, burn::tensor::Int>;
@@ -88,24 +88,6 @@ fn vocab_log_softmax_backward<F: Float, G: Float, I: Int>(
     }
 }
 
-/// Runs `$body` with `$t` the CubeCL integer type of burn dtype `$dtype` (i32, i64); evaluates to
-/// `None` (from the enclosing function) for any other dtype.
-macro_rules! with_int_type {
-    ($dtype:expr, $t:ident => $body:expr) => {
-        match $dtype {
-            DType::I32 => {
-                type $t = i32;
-                $body
-            }
-            DType::I64 => {
-                type $t = i64;
-                $body
-            }
-            _ => return None,
-        }
-    };
-}
-
 /// The logits `[rows, vocab]` and targets `[rows, 1]` as contiguous buffers; `None` where they do
 /// not fit each other or are not on a `Cube` device.
 fn prepare(logits: &Tensor<2>, targets: &Ids) -> Option<(burn_cubecl::tensor::CubeTensor, burn_cubecl::tensor::CubeTensor, usize, usize)> {
@@ -151,9 +133,6 @@ pub(super) fn logprob_rows_backward(logits: &Tensor<2>, lse: &Tensor<1>, grad: &
     let row_values = |t: &Tensor<1>| Some(contiguous(cast(cube_primitive(t)?, DType::F32)));
     let (lse, grad) = (row_values(lse)?, row_values(grad)?);
     let dlogits = empty(&logits, logits.meta.shape().clone(), out.into());
-    if elements(&dlogits) != rows * vocab {
-        return None;
-    }
     const UNITS: u32 = 256;
     with_float_type!(logits.dtype, F => with_float_type!(dlogits.dtype, G => with_int_type!(targets.dtype, I => unsafe {
         vocab_log_softmax_backward::launch_unchecked::<F, G, I>(
