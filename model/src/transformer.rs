@@ -5,7 +5,6 @@
 //! optimizers and checkpoints handle one kind of tensor.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use r1kit_gpu::kernels::reference::cast_to;
 use burn::tensor::FloatDType;
 
@@ -465,31 +464,22 @@ fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
 }
 
 /// Scaled dot-product attention with grouped-query heads; `mask` is additive `[b, 1, s, t]`.
-/// The `groups` query heads that share a key/value head are one batch entry of `groups x s` rows,
-/// so keys and values are never repeated per query head (at decode, that copy of the whole cache
-/// per layer and step was the larger part of the attention's memory traffic).
 fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute: FloatDType) -> Tensor<4> {
     // On a Cube autodiff device (training on CUDA; CubeCL's CPU runtime in the tests): one op that
     // keeps no S x S scores for the backward pass, its softmax a fused kernel each way.
     if let Some(out) = r1kit_gpu::attention::attention(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
         return out;
     }
-    let [b, nh, s, hd] = q.dims();
-    // On a Cube device without autodiff (a reference forward, a prefill): the op's chunks, which skip the
-    // masked keys' work; a decode step (one query) stays one plain product.
-    if s > 1 {
-        if let Some(out) = r1kit_gpu::attention::attention_untracked(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
-            return out;
-        }
-    }
-    let [_, nkv, t, _] = k.dims();
-    let groups = nh / nkv;
+    let [_, _, s, hd] = q.dims();
     let scale = 1.0 / (hd as f64).sqrt();
-    // head h reads key/value head h / groups: [b, nh, s, hd] -> [b, nkv, groups * s, hd]
-    let q = q.reshape([b, nkv, groups * s, hd]);
-    let scores = matmul_in(q, k.swap_dims(2, 3), compute).reshape([b, nkv, groups, s, t]) * scale + mask.clone().unsqueeze_dim::<5>(1);
-    let probs = softmax(scores, 4).reshape([b, nkv, groups * s, t]);
-    matmul_in(probs, v, compute).reshape([b, nh, s, hd])
+    // On a Cube device without autodiff: a prefill or a reference forward takes the op's chunks,
+    // which skip the masked keys' work; a decode step (one query) one kernel over the cache.
+    let fused = if s > 1 {
+        r1kit_gpu::attention::attention_untracked(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK)
+    } else {
+        r1kit_gpu::kernels::decode_attention(&q, &k, &v, mask, scale)
+    };
+    fused.unwrap_or_else(|| r1kit_gpu::kernels::reference::grouped_attention(q, k, v, mask, scale, |a, b| matmul_in(a, b, compute)))
 }
 
 impl Model {

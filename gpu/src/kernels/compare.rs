@@ -13,7 +13,8 @@ use crate::check::Rng;
 #[derive(Debug, Clone)]
 pub struct OpComparison {
     /// `rms_norm`, `swiglu`, `rope`, `softmax` (the attention's, one chunk), `logprobs` (the LM
-    /// head's log-softmax, one chunk) or `adamw`.
+    /// head's log-softmax, one chunk), `decode_attn` (a decode step's attention over the KV cache)
+    /// or `adamw`.
     pub op: &'static str,
     /// `[rows, cols]` of the activation (softmax: the chunk's score rows and keys; adamw: the
     /// parameter, an MLP projection's).
@@ -62,7 +63,8 @@ const SOFTMAX_SEQUENCE: usize = 2048;
 /// `[1, rows, heads, head_dim]` and SwiGLU at `[rows, intermediate]` (both in `dtype`), the
 /// attention's softmax (forward and backward kernels) on the last chunk of a 2048-token sequence
 /// (products in `dtype`), the LM head's log-softmax (forward and backward kernels) on one chunk of
-/// `[1024, vocab]` logits in `dtype`, and one AdamW update of an `[hidden, intermediate]` f32 parameter, fused
+/// `[1024, vocab]` logits in `dtype`, a decode step's attention over the KV cache (up to 512 rows
+/// and 768 slots, in `dtype`), and one AdamW update of an `[hidden, intermediate]` f32 parameter, fused
 /// against burn's ops on `device` (an autodiff device is taken as given; a plain one is made
 /// autodiff). Timed over ~`batch_seconds` per batch when that is above 0.
 pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: f64) -> Result<Vec<OpComparison>> {
@@ -143,6 +145,22 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         let column = |t: Tensor<1>| t.reshape([logit_rows, 1]);
         Ok(vec![column(logp), column(lse), column(entropy.expect("asked for")), d])
     };
+    // a decode step's attention over the KV cache: one query per row, at most 512 rows (issue 13's
+    // rollout batch) and 768 slots (256 prompt + 512 new tokens), two thirds of them written;
+    // against the model's path before the kernel (two GEMMs in `dtype`, softmax by burn's ops)
+    let (decode_rows, slots) = ((rows / 32).clamp(2, 512), (rows * 3 / 64).clamp(5, 768));
+    let mut cache = |heads: usize, slots: usize| Tensor::<4>::from_data(TensorData::new(rng.normals(decode_rows * heads * slots * head_dim, 1.0), [decode_rows, heads, slots, head_dim]), &device).inner().cast(dtype);
+    let (dq, dk, dv) = (cache(heads, 1), cache(kv_heads, slots), cache(kv_heads, slots));
+    let dmask = decode_mask(decode_rows, slots, slots * 2 / 3, &dq.device());
+    let decode = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let out = if fused {
+            super::decode_attention(&dq, &dk, &dv, &dmask, scale).ok_or_else(|| anyhow::anyhow!("decode attention: the kernel declined"))?
+        } else {
+            let product = |a: Tensor<4>, b: Tensor<4>| super::reference::cast_to(crate::matmul(super::reference::cast_to(a, dtype), super::reference::cast_to(b, dtype)), FloatDType::F32);
+            super::reference::grouped_attention(dq.clone(), dk.clone(), dv.clone(), &dmask, scale, product)
+        };
+        Ok(vec![out.reshape([decode_rows * heads, head_dim])])
+    };
     let mut plain = |shape: [usize; 2], std: f64| Tensor::<2>::from_data(TensorData::new(rng.normals(shape[0] * shape[1], std), shape), &device).inner();
     let (param, grad, m) = (plain([cols, intermediate], 0.02), plain([cols, intermediate], 1e-3), plain([cols, intermediate], 1e-3));
     let v = plain([cols, intermediate], 1e-3).square();
@@ -164,6 +182,7 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         ("rope", [rows, heads * head_dim], &["y", "dx"], dtype, &rotated),
         ("softmax", [score_rows, seq], &["p", "lse", "p again", "ds"], dtype, &softmax),
         ("logprobs", [logit_rows, vocab], &["logp", "lse", "entropy", "dlogits"], dtype, &logprobs),
+        ("decode_attn", [decode_rows * heads, slots], &["out"], dtype, &decode),
     ];
     // the optimizer's state is f32 whatever the products' dtype: compared once, in the f32 pass
     if dtype == FloatDType::F32 {
@@ -205,6 +224,21 @@ fn causal_mask(s: usize, device: &Device) -> Tensor<4> {
     Tensor::<4>::from_data(TensorData::new(values, [1, 1, s, s]), device).inner()
 }
 
+/// A decode step's additive mask `[rows, 1, 1, slots]` over a KV cache whose first `written`
+/// slots hold tokens: row `r`'s first `r % 3` slots are left padding (fewer where `written` is
+/// small: every row sees at least one slot) and the slots from `written` on are not yet written,
+/// both blocked with -1e30.
+pub(crate) fn decode_mask(rows: usize, slots: usize, written: usize, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = (0..rows * slots)
+        .map(|i| {
+            let (r, t) = (i / slots, i % slots);
+            let padding = (r % 3).min(written.saturating_sub(1));
+            if t >= padding && t < written { 0.0 } else { -1e30 }
+        })
+        .collect();
+    Tensor::<4>::from_data(TensorData::new(values, [rows, 1, 1, slots]), device)
+}
+
 /// `max |a - b| / max |b|`.
 fn relative_difference(a: TensorData, b: TensorData) -> Result<f32> {
     let (a, b) = (a.convert::<f32>().try_into_vec::<f32>()?, b.convert::<f32>().try_into_vec::<f32>()?);
@@ -226,7 +260,7 @@ mod tests {
             let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, kv_heads: 1, head_dim: 8, vocab: 300 };
             let results = compare(&Device::cpu(), sizes, dtype, 0.0).unwrap();
             let ops: Vec<&str> = results.iter().map(|r| r.op).collect();
-            let mut expected = vec!["rms_norm", "swiglu", "rope", "softmax", "logprobs"];
+            let mut expected = vec!["rms_norm", "swiglu", "rope", "softmax", "logprobs", "decode_attn"];
             if dtype == FloatDType::F32 {
                 expected.push("adamw");
             }

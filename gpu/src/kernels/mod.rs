@@ -3,7 +3,8 @@
 //! ([`swiglu`]) and the attention's softmax over a chunk of queries ([`attention_probs`],
 //! [`attention_probs_backward`], inside `crate::attention`'s op); the LM head's log-softmax over
 //! the vocabulary ([`logprob_rows`], [`logprob_rows_backward`], inside `crate::logprobs`' op); and
-//! the optimizer's AdamW update ([`adamw_update`]).
+//! the optimizer's AdamW update ([`adamw_update`]); and a decode step's attention over the KV
+//! cache ([`decode_attention`], no autodiff).
 //!
 //! Why: a 0.5B training micro-step on the GPU was 9,158 kernels, of which the GEMMs are ~20 ms of
 //! 122 ms; the rest is burn's unfused elementwise ops, reductions and f32<->bf16 casts
@@ -23,6 +24,8 @@ mod attention_softmax;
 pub mod compare;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod cube_reduce;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod decode_attention;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod launch;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
@@ -164,6 +167,26 @@ pub fn attention_probs_backward<const L: usize>(
     #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
     {
         let _ = (products, dprobs, mask, lse, row_dot, first_query, chunk, scale);
+        None
+    }
+}
+
+/// A decode step's attention: one query per row `q` `[b, heads, 1, hd]` over the cache's keys and
+/// values `[b, kv_heads, slots, hd]` (grouped-query: query head `h` reads KV head `h / (heads /
+/// kv_heads)`), the additive mask `[b, 1, 1, slots]` (-1e30 blocks a slot: its key and value are
+/// not read), `softmax(q k^T * scale + mask) v` computed in f32 and returned in `q`'s dtype. No
+/// autodiff (rollouts). `None` off a `Cube` device or for shapes that do not fit.
+pub fn decode_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        decode_attention::decode_attention(q, k, v, mask, scale)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (q, k, v, mask, scale);
         None
     }
 }
@@ -316,6 +339,23 @@ pub mod reference {
         let scores = cast_to(products.clone(), FloatDType::F32).reshape([b, kv, rows / chunk, chunk, keys]);
         let m = cast_to(mask.clone(), FloatDType::F32).slice([0..b, 0..1, first_query..first_query + chunk, 0..keys]).unsqueeze_dim::<5>(1);
         scores * scale + m
+    }
+
+    /// Scaled dot-product attention with grouped-query heads by burn's ops, the two products by
+    /// `product` (the model's: in its compute dtype, returned in f32): `q` `[b, heads, s, hd]`,
+    /// `k`, `v` `[b, kv_heads, t, hd]`, the additive mask `[b, 1, s, t]`. The query heads that
+    /// share a KV head are one batch entry of `groups x s` rows, so keys and values are never
+    /// repeated per query head (at decode, that copy of the whole cache per layer and step was the
+    /// larger part of the attention's memory traffic). [`super::decode_attention`]'s reference.
+    pub fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, scale: f64, product: impl Fn(Tensor<4>, Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+        let [b, heads, s, hd] = q.dims();
+        let [_, kv_heads, t, _] = k.dims();
+        let groups = heads / kv_heads;
+        // head h reads key/value head h / groups: [b, heads, s, hd] -> [b, kv_heads, groups * s, hd]
+        let q = q.reshape([b, kv_heads, groups * s, hd]);
+        let scores = product(q, k.swap_dims(2, 3)).reshape([b, kv_heads, groups, s, t]) * scale + mask.clone().unsqueeze_dim::<5>(1);
+        let probs = burn::tensor::activation::softmax(scores, 4).reshape([b, kv_heads, groups * s, t]);
+        product(probs, v).reshape([b, heads, s, hd])
     }
 
     /// [`super::logprob_rows`] by burn's ops (the LM head op's chunks before the kernel).
