@@ -3,9 +3,9 @@
 # (a device call returns at most 8 files). Needs the carried
 # .gpu/ folder from scripts/build-cuda.sh. PyTorch references run in the same call, so figures
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
-# EAGER=0 skips the rollout parts' eager-decode run.
+# EAGER=0 skips the rollout parts' eager-decode run; TRAIN_MB / TRAIN_MB_1_5B set the train parts' micro-batch (default 1).
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
-#                                          grpo-step-trl-nogc ab nccl dp dp-kill scale-train scale-grpo concurrent profile-train stash smol-grpo
+#                                          grpo-step-trl-nogc ab nccl dp dp-kill scale-train scale-grpo concurrent profile-train profile-rollout stash smol-grpo
 #                                          kernels
 #                                          (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
@@ -68,10 +68,10 @@ for p in $parts; do
     train)
       with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
       [ -f .gpu/run.sh ] || [ -f $keep/.gpu/run.sh ] || continue  # PyTorch's figure alone, for an A/B call without .gpu
-      with_memory train-0.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-0.5b-bf16.json" ;;
+      with_memory train-0.5b-bf16-mb${TRAIN_MB:-1} 500 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch ${TRAIN_MB:-1} --compute bf16 --out "$out/train-0.5b-bf16-mb${TRAIN_MB:-1}.json" ;;
     train-1.5b)
       with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
-      with_memory train-1.5b-bf16 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --out "$out/train-1.5b-bf16.json" ;;
+      with_memory train-1.5b-bf16-mb${TRAIN_MB_1_5B:-1} 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch ${TRAIN_MB_1_5B:-1} --compute bf16 --out "$out/train-1.5b-bf16-mb${TRAIN_MB_1_5B:-1}.json" ;;
     train-micro) # larger micro-batches: what a micro-step costs whatever its size (MICRO_BATCHES, default 2 4)
       for mb in ${MICRO_BATCHES:-2 4}; do
         with_memory train-0.5b-bf16-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --out "$out/train-0.5b-bf16-mb$mb.json"
@@ -178,6 +178,11 @@ for p in $parts; do
                    # (after the warm-up's AdamW kernels; autotune's trial kernels run in the warm-up only)
       part profile-train-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-0} --launch-count ${COUNT:-40000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
       part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 --step adamw_update ;;
+    profile-rollout) # where a captured decode step's GPU time goes (issue 13's batch: 64 prompts x G 8, 256 prompt tokens; PROFILE_SHAPE,
+                     # default qwen2.5-1.5b): a few steps under ncu, the last step summed (scripts/ncu_summary.py --last-period)
+      shape=${PROFILE_SHAPE:-qwen2.5-1.5b}
+      part profile-rollout-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum $r1kit bench rollout --device cuda --shape $shape --prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens ${PROFILE_STEPS:-5} --temperature 1 --compute bf16 > $out/ncu-rollout.csv 2>&1"
+      part profile-rollout 60 python3 scripts/ncu_summary.py "$out/ncu-rollout.csv" 60 --last-period ;;
     stash)
       part stash 60 bash -c "mkdir -p $keep && { [ ! -d .gpu ] || cp -r .gpu $keep/; } && { [ ! -d .carry ] || find .carry -type f -exec cp {} $keep/ \\; ; } && ls -la $keep" ;;
     smol-grpo) # issue 13 goal 4: SmolLM2-135M (GGUF, carried in pieces) learns arithmetic by GRPO; a rerun resumes
