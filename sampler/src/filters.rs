@@ -90,12 +90,21 @@ pub fn processed_logits(logits: Tensor<2>, params: &SamplingParams, seen: Option
     x
 }
 
-/// Chooses one token per row: argmax when greedy, else the inverse CDF at `uniforms` (one number
-/// in (0, 1) per row). Returns the ids `[rows, 1]` and their log-probabilities under the sampling
-/// distribution `[rows, 1]`.
-pub fn choose(processed: Tensor<2>, params: &SamplingParams, uniforms: &[f32]) -> (Tensor<2, Int>, Tensor<2>) {
-    let u = uniforms_tensor(uniforms, &processed.device());
-    choose_at(processed, params, u, DRAW_BLOCK)
+/// One decode step's choice from the LM head's logits: the processing, then the draw at the
+/// uniform numbers `u` `[rows, 1]`. Where only the temperature shapes the distribution (no
+/// penalty, top-k, top-p or min-p: RL's usual setting), on a Cube device (CUDA), that is one fused
+/// kernel (`r1kit_gpu::kernels::draw_rows`: the same inverse CDF in one level, without the
+/// two-level blocks); elsewhere [`processed_logits`] then [`choose_at`].
+pub fn draw(logits: Tensor<2>, params: &SamplingParams, seen: Option<&Tensor<2>>, u: Tensor<2>) -> (Tensor<2, Int>, Tensor<2>) {
+    let [_, vocab] = logits.dims();
+    let temperature_only = (seen.is_none() || params.repetition_penalty == 1.0)
+        && (params.temperature == 0.0 || ((params.top_k == 0 || params.top_k >= vocab) && params.top_p >= 1.0 && params.min_p <= 0.0));
+    if temperature_only {
+        if let Some(drawn) = r1kit_gpu::kernels::draw_rows(&logits, &u, params.temperature) {
+            return drawn;
+        }
+    }
+    choose_at(processed_logits(logits, params, seen), params, u, DRAW_BLOCK)
 }
 
 /// The host's uniform numbers, one per row, as the `[rows, 1]` tensor [`choose_at`] takes.
@@ -107,8 +116,11 @@ pub fn uniforms_tensor(uniforms: &[f32], device: &Device) -> Tensor<2> {
 /// both prefix sums stay short (burn-cubecl's cumsum costs the square of its length per row).
 pub const DRAW_BLOCK: usize = 512;
 
-/// [`choose`] with the uniform numbers `u` `[rows, 1]` already on the device (a captured decode
-/// step reads them from a buffer) and the vocabulary cut into blocks of `block` tokens for the draw.
+/// Chooses one token per row of the processed logits: argmax when greedy, else the inverse CDF at
+/// the uniform numbers `u` `[rows, 1]` (one in (0, 1) per row, on the device: a captured decode
+/// step reads them from a buffer), the vocabulary cut into blocks of `block` tokens for the draw.
+/// Returns the ids `[rows, 1]` and their log-probabilities under the sampling distribution
+/// `[rows, 1]`.
 pub fn choose_at(processed: Tensor<2>, params: &SamplingParams, u: Tensor<2>, block: usize) -> (Tensor<2, Int>, Tensor<2>) {
     let logp = log_softmax(processed, 1);
     let ids = if params.temperature == 0.0 {

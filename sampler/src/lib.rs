@@ -188,7 +188,7 @@ fn sample_core(
         let inputs = inputs.borrow();
         let logits = model.decode_fixed(inputs.as_ref().expect("inputs set before the step"), &mut cache.borrow_mut());
         let uniforms = uniforms_buffer.borrow().clone().expect("uniforms set before the step");
-        filters::choose_at(filters::processed_logits(logits, params, None), params, uniforms, filters::DRAW_BLOCK)
+        filters::draw(logits, params, None, uniforms)
     };
     let mut graph: Option<Graph<_, _>> = None;
     // The next step's work: logits to choose from (prefill, eager), or fixed-step inputs.
@@ -199,8 +199,7 @@ fn sample_core(
         let (ids, chosen) = match pending {
             Pending::Logits(logits) => {
                 let seen = penalize.then(|| seen_mask(prompts, group, &out, &rows, vocab, &device));
-                let processed = filters::processed_logits(logits, params, seen.as_ref());
-                filters::choose(processed, params, &uniforms)
+                filters::draw(logits, params, seen.as_ref(), filters::uniforms_tensor(&uniforms, &device))
             }
             Pending::Fixed(fresh) => {
                 let u = filters::uniforms_tensor(&uniforms, &device);

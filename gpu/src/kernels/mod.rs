@@ -3,8 +3,8 @@
 //! ([`swiglu`]) and the attention's softmax over a chunk of queries ([`attention_probs`],
 //! [`attention_probs_backward`], inside `crate::attention`'s op); the LM head's log-softmax over
 //! the vocabulary ([`logprob_rows`], [`logprob_rows_backward`], inside `crate::logprobs`' op); and
-//! the optimizer's AdamW update ([`adamw_update`]); and a decode step's attention over the KV
-//! cache ([`decode_attention`], no autodiff).
+//! the optimizer's AdamW update ([`adamw_update`]); and, for rollouts, a decode step's attention
+//! over the KV cache ([`decode_attention`]) and its token draw from the logits ([`draw_rows`]).
 //!
 //! Why: a 0.5B training micro-step on the GPU was 9,158 kernels, of which the GEMMs are ~20 ms of
 //! 122 ms; the rest is burn's unfused elementwise ops, reductions and f32<->bf16 casts
@@ -26,6 +26,8 @@ pub mod compare;
 mod cube_reduce;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod decode_attention;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod draw_rows;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod launch;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
@@ -187,6 +189,27 @@ pub fn decode_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tens
     #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
     {
         let _ = (q, k, v, mask, scale);
+        None
+    }
+}
+
+/// A decode step's token draw from the logits `[rows, vocab]` (any float dtype) at `temperature`
+/// alone (no top-k, top-p or min-p): with `x = logits / temperature`, each row's token is the
+/// inverse CDF of `softmax(x)` at the row's uniform number in (0, 1) (`uniforms` `[rows, 1]`), or
+/// the first argmax when `temperature` is 0; returned with its log-probability `x - lse(x)`, as
+/// `([rows, 1]` ids, `[rows, 1]` f32). A token of zero probability is never drawn. No autodiff.
+/// `None` off a `Cube` device or for shapes that do not fit.
+pub fn draw_rows(logits: &Tensor<2>, uniforms: &Tensor<2>, temperature: f32) -> Option<(Tensor<2, Int>, Tensor<2>)> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        draw_rows::draw_rows(logits, uniforms, temperature)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (logits, uniforms, temperature);
         None
     }
 }
