@@ -9,8 +9,10 @@
 //! One cube per (KV head, row): the query heads that share the KV head (`groups`) are its
 //! queries. Keys go in blocks of one per unit, with a running maximum per query head (flash
 //! decoding's online softmax): a unit scores its key against every query head; the block's maxima
-//! come from a tree over shared memory; each unit owns some output elements `(head, dim)` and
-//! adds the block's `p v` to them, consecutive units reading consecutive dims of a value row.
+//! come from a tree over shared memory; then the units, in slices of consecutive dims (a value
+//! row read by consecutive units), each take every `slices`-th key of the block and add its `p v`
+//! for every query head; the slices' shares are summed at the end. Blocks with no visible key
+//! read no values.
 
 use burn::prelude::Tensor;
 use burn::tensor::DType;
@@ -40,7 +42,12 @@ fn decode_attention_kernel<F: Float, K: Float>(
     let entry = CUBE_POS_Y as usize * kv_heads + CUBE_POS_X as usize;
     let unit = UNIT_POS as usize;
     let width = comptime!(groups * head_dim);
-    let per_unit = comptime!(width.div_ceil(units));
+    // the `p v` phase: the units in slices of `span` consecutive dims, each slice its own keys
+    let span = comptime!(usize::min(head_dim, units));
+    let slices = comptime!(units / span);
+    let dims = comptime!(head_dim.div_ceil(span));
+    let slice = unit / span;
+    let lane = unit % span;
     // queries [b, kv_heads * groups, hd]: this entry's groups are contiguous
     let q_base = entry * width;
     // keys, values [b, kv_heads, slots, hd]
@@ -53,7 +60,7 @@ fn decode_attention_kernel<F: Float, K: Float>(
         q[e] = f32::cast_from(queries[q_base + e]) * scale;
         e += units;
     }
-    // the block's probabilities, and the tree for its maxima (and the final sums), [groups, units]
+    // the block's probabilities, and a tree for its maxima (later the sums), [groups, units]
     let mut probs = Shared::<[f32]>::new_slice(comptime!(groups * units));
     let mut tree = Shared::<[f32]>::new_slice(comptime!(groups * units));
     // per query head: the running maximum (the same in every unit), this unit's share of the sum
@@ -66,9 +73,10 @@ fn decode_attention_kernel<F: Float, K: Float>(
         running_max[g] = f32::new(-3.0e38);
         sum[g] = f32::new(0.0);
     }
-    let mut acc = Array::<f32>::new(per_unit);
+    // this unit's share of the output: query head g, dims lane + i * span (i < dims)
+    let mut acc = Array::<f32>::new(comptime!(groups * dims));
     #[unroll]
-    for i in 0..per_unit {
+    for i in 0..comptime!(groups * dims) {
         acc[i] = f32::new(0.0);
     }
     sync_cube();
@@ -93,6 +101,8 @@ fn decode_attention_kernel<F: Float, K: Float>(
                 score[g] = bias;
             }
             let k_base = kv_base + t * head_dim;
+            // unrolled: the row's loads are independent and all go out before the products
+            #[unroll]
             for d in 0..head_dim {
                 let k = f32::cast_from(keys[k_base + d]);
                 #[unroll]
@@ -117,6 +127,9 @@ fn decode_attention_kernel<F: Float, K: Float>(
             }
             sync_cube();
         }
+        // every query head sees the same keys: no key of the block is visible when head 0's
+        // maximum is the sentinel (the block's values are then not read)
+        let any_visible = tree[0] > f32::new(-1.0e38);
         #[unroll]
         for g in 0..groups {
             let new_max = f32::max(running_max[g], tree[g * units]);
@@ -128,36 +141,36 @@ fn decode_attention_kernel<F: Float, K: Float>(
             }
             sum[g] = sum[g] * alpha[g] + p;
             probs[g * units + unit] = p;
-        }
-        #[unroll]
-        for i in 0..per_unit {
-            let e = unit + i * units;
-            if e < width {
-                acc[i] *= alpha[e / head_dim];
+            #[unroll]
+            for i in 0..dims {
+                acc[g * dims + i] *= alpha[g];
             }
         }
         sync_cube();
-        // the block's keys in turn (the same in every unit, so the mask test does not diverge)
-        let mut j = 0usize;
-        while j < units && start + j < slots {
-            let t = start + j;
-            if mask[mask_base + t] > BLOCKED_BELOW {
-                let v_base = kv_base + t * head_dim;
+        if any_visible && slice < slices {
+            let block = usize::min(units, slots - start);
+            let mut j = slice;
+            while j < block {
+                let v_base = kv_base + (start + j) * head_dim;
                 #[unroll]
-                for i in 0..per_unit {
-                    let e = unit + i * units;
-                    if e < width {
-                        acc[i] += probs[(e / head_dim) * units + j] * f32::cast_from(values[v_base + e % head_dim]);
+                for i in 0..dims {
+                    let d = lane + i * span;
+                    if d < head_dim {
+                        let v = f32::cast_from(values[v_base + d]);
+                        #[unroll]
+                        for g in 0..groups {
+                            acc[g * dims + i] += probs[g * units + j] * v;
+                        }
                     }
                 }
+                j += slices;
             }
-            j += 1;
         }
         sync_cube();
         start += units;
     }
 
-    // the sums over all units, then each owned element divided by its head's
+    // the sums over all units
     #[unroll]
     for g in 0..groups {
         tree[g * units + unit] = sum[g];
@@ -175,11 +188,31 @@ fn decode_attention_kernel<F: Float, K: Float>(
         sync_cube();
     }
     #[unroll]
-    for i in 0..per_unit {
-        let e = unit + i * units;
-        if e < width {
-            out[q_base + e] = F::cast_from(acc[i] / tree[(e / head_dim) * units]);
+    for g in 0..groups {
+        sum[g] = tree[g * units];
+    }
+    sync_cube();
+    // each dim's shares over the slices, added by the first slice, divided by the head's sum
+    #[unroll]
+    for i in 0..dims {
+        #[unroll]
+        for g in 0..groups {
+            tree[g * units + unit] = acc[g * dims + i];
         }
+        sync_cube();
+        let d = lane + i * span;
+        if slice == 0 && d < head_dim {
+            #[unroll]
+            for g in 0..groups {
+                let mut total = 0.0f32;
+                #[unroll]
+                for s in 0..slices {
+                    total += tree[g * units + s * span + lane];
+                }
+                out[q_base + g * head_dim + d] = F::cast_from(total / sum[g]);
+            }
+        }
+        sync_cube();
     }
 }
 
@@ -190,6 +223,13 @@ const MAX_HEAD_DIM: usize = 256;
 
 /// See [`super::decode_attention`].
 pub(super) fn decode_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
+    decode_attention_in_cubes_of(q, k, v, mask, scale, None)
+}
+
+/// [`decode_attention`] with cubes of `units` units (a power of two; default: [`row_units`]), so
+/// the tests on the CPU runtime (cubes of its 2 cores) also run the GPU's layout of several
+/// slices per value row.
+fn decode_attention_in_cubes_of(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, scale: f64, units: Option<usize>) -> Option<Tensor<4>> {
     let [b, heads, s, head_dim] = q.dims();
     let [kb, kv_heads, slots, k_dim] = k.dims();
     let fits = s == 1
@@ -214,7 +254,7 @@ pub(super) fn decode_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask
     }
     let mask = contiguous(cast(cube_primitive(mask)?, DType::F32));
     let out = empty(&q, q.meta.shape().clone(), q.dtype);
-    let units = row_units(&q);
+    let units = units.unwrap_or_else(|| row_units(&q));
     with_float_type!(q.dtype, F => with_float_type!(k.dtype, K => unsafe {
         decode_attention_kernel::launch_unchecked::<F, K>(
             &q.client,
@@ -267,32 +307,39 @@ mod tests {
                 let v = random([b, kv_heads, slots, head_dim], 3, &device).cast(dtype);
                 let m = mask(b, slots, &device);
                 let scale = 1.0 / (head_dim as f64).sqrt();
-                let ours = decode_attention(&q, &k, &v, &m, scale).expect("the kernel applies");
-                assert_eq!(ours.dims(), q.dims());
-                assert_eq!(ours.dtype(), q.dtype());
                 let f32_of = |t: &Tensor<4>| t.clone().cast(FloatDType::F32);
                 let theirs = reference::grouped_attention(f32_of(&q), f32_of(&k), f32_of(&v), &m, scale, |a, b| a.matmul(b));
-                // bf16 outputs (|values| up to ~3) round by up to ~1e-2
-                let tolerance = if dtype == FloatDType::F32 { 1e-5 } else { 2e-2 };
-                let case = format!("{b} rows, {heads} heads over {kv_heads}, head dim {head_dim}, {slots} slots, {dtype:?}");
-                assert_all_close(&["out"], &[f32_data(ours)], &[f32_data(theirs)], tolerance, &case);
+                // the runtime's own cubes (one slice of dims per value row), and cubes of 16 units
+                // (several slices per row, or one with idle units, as on a GPU)
+                for units in [None, Some(16)] {
+                    let ours = super::decode_attention_in_cubes_of(&q, &k, &v, &m, scale, units).expect("the kernel applies");
+                    assert_eq!(ours.dims(), q.dims());
+                    assert_eq!(ours.dtype(), q.dtype());
+                    // bf16 outputs (|values| up to ~3) round by up to ~1e-2
+                    let tolerance = if dtype == FloatDType::F32 { 1e-5 } else { 2e-2 };
+                    let case = format!("{b} rows, {heads} heads over {kv_heads}, head dim {head_dim}, {slots} slots, {dtype:?}, cubes of {units:?} units");
+                    assert_all_close(&["out"], &[f32_data(ours)], &[f32_data(theirs.clone())], tolerance, &case);
+                }
             }
         }
     }
 
     #[test]
-    fn blocked_slots_are_not_read() {
-        // NaN in every blocked slot's key and value: a read of any of them would show in the output
+    fn blocked_keys_and_unwritten_blocks_are_not_read() {
+        // NaN in every blocked slot's key, and in the values of slots 512 on (not written: blocks
+        // of no visible key for any cube size up to 256): a read of any of them would show
         let device = Device::cpu();
-        let (b, heads, kv_heads, head_dim, slots) = (3, 4, 2, 8, 9);
-        let m = mask(b, slots, &device);
+        let (b, heads, kv_heads, head_dim, slots) = (3, 4, 2, 8, 600);
+        let m = super::super::compare::decode_mask(b, slots, 300, &device);
         let blocked = m.clone().lower_elem(-1e29).reshape([b, 1, slots, 1]).expand([b, kv_heads, slots, head_dim]);
-        let poison = |t: Tensor<4>| t.mask_fill(blocked.clone(), f32::NAN);
+        let slot_index: Vec<f32> = (0..slots).map(|t| t as f32).collect();
+        let unwritten = Tensor::<4>::from_data(TensorData::new(slot_index, [1, 1, slots, 1]), &device).greater_equal_elem(512.0).expand([b, kv_heads, slots, head_dim]);
         let q = random([b, heads, 1, head_dim], 4, &device);
         let (k, v) = (random([b, kv_heads, slots, head_dim], 5, &device), random([b, kv_heads, slots, head_dim], 6, &device));
-        let ours = decode_attention(&q, &poison(k.clone()), &poison(v.clone()), &m, 0.5).expect("the kernel applies");
+        let (k_poisoned, v_poisoned) = (k.clone().mask_fill(blocked, f32::NAN), v.clone().mask_fill(unwritten, f32::NAN));
+        let ours = decode_attention(&q, &k_poisoned, &v_poisoned, &m, 0.5).expect("the kernel applies");
         let theirs = reference::grouped_attention(q, k, v, &m, 0.5, |a, b| a.matmul(b));
-        assert_all_close(&["out"], &[f32_data(ours)], &[f32_data(theirs)], 1e-5, "NaN in the blocked slots");
+        assert_all_close(&["out"], &[f32_data(ours)], &[f32_data(theirs)], 1e-5, "NaN in blocked keys and unwritten values");
     }
 
     #[test]

@@ -70,6 +70,16 @@ fn draw_rows_kernel<F: Float>(
     let end = usize::min(start + range, vocab);
     let mut mass = 0.0f32;
     let mut j = start;
+    // four at a time: independent loads in flight together
+    while j + 4 <= end {
+        let mut four = 0.0f32;
+        #[unroll]
+        for k in 0..4 {
+            four += f32::exp(f32::cast_from(logits[base + j + k]) * inverse_temperature - max);
+        }
+        mass += four;
+        j += 4;
+    }
     while j < end {
         mass += f32::exp(f32::cast_from(logits[base + j]) * inverse_temperature - max);
         j += 1;

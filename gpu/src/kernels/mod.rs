@@ -178,8 +178,12 @@ pub fn attention_probs_backward<const L: usize>(
 /// kv_heads)`), the additive mask `[b, 1, 1, slots]` (-1e30 blocks a slot: its key and value are
 /// not read), `softmax(q k^T * scale + mask) v` computed in f32 and returned in `q`'s dtype. No
 /// autodiff (rollouts). `None` off a `Cube` device or for shapes that do not fit.
+///
+/// `R1KIT_DECODE_ATTENTION=0` turns this kernel alone off (the A/B switch against burn's ops in a
+/// rollout, the other kernels on).
 pub fn decode_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
-    if !enabled() {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !enabled() || !*ON.get_or_init(|| !std::env::var("R1KIT_DECODE_ATTENTION").is_ok_and(|v| v == "0")) {
         return None;
     }
     #[cfg(all(feature = "kernels", not(feature = "fusion")))]
