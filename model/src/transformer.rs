@@ -473,11 +473,14 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute
     let [_, _, s, hd] = q.dims();
     let scale = 1.0 / (hd as f64).sqrt();
     // On a Cube device without autodiff: a prefill or a reference forward takes the op's chunks,
-    // which skip the masked keys' work; a decode step (one query) one kernel over the cache.
+    // which skip the masked keys' work; a decode step (one query) one kernel over the cache where
+    // asked (not yet faster than the two GEMMs below on a GPU).
     let fused = if s > 1 {
         r1kit_gpu::attention::attention_untracked(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK)
-    } else {
+    } else if r1kit_gpu::kernels::decode_attention_in_rollouts() {
         r1kit_gpu::kernels::decode_attention(&q, &k, &v, mask, scale)
+    } else {
+        None
     };
     fused.unwrap_or_else(|| r1kit_gpu::kernels::reference::grouped_attention(q, k, v, mask, scale, |a, b| matmul_in(a, b, compute)))
 }

@@ -48,7 +48,7 @@ fn an_sft_step_with_the_fused_kernels_matches_the_plain_cpu_one() {
 }
 
 /// Rollouts on the Cube device (each decode step's attention one kernel over the KV cache,
-/// `r1kit_gpu::kernels::decode_attention`, and its draw another, `draw_rows`) against rollouts on
+/// `r1kit_gpu::kernels::decode_attention`, switched on here, and its draw another, `draw_rows`) against rollouts on
 /// flex (burn's ops): greedy and sampled at T 1 (the same uniform numbers; the kernel's one-level
 /// inverse CDF and burn's two-level one agree but at rounding boundaries, which these draws do not
 /// meet), prompts of different lengths (left padding blocks slots), eager and fixed-shape steps
@@ -56,6 +56,8 @@ fn an_sft_step_with_the_fused_kernels_matches_the_plain_cpu_one() {
 #[test]
 fn rollouts_with_the_decode_kernels_match_the_plain_cpu_ones() {
     use r1kit_sampler::{sample_in_mode, DecodeMode, SamplingParams};
+    // no other test here decodes: the switch changes nothing else
+    r1kit_gpu::kernels::set_decode_attention_in_rollouts(true);
     let (flex, _) = load_fixture(&fixture("qwen2-tiny"), &Device::flex()).unwrap();
     let (cube, _) = load_fixture(&fixture("qwen2-tiny"), &Device::cpu()).unwrap();
     let vocab = flex.config.vocab_size as u32;

@@ -50,6 +50,31 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| cfg!(all(feature = "kernels", not(feature = "fusion"))) && !std::env::var("R1KIT_FUSED_KERNELS").is_ok_and(|v| v == "0"))
 }
 
+/// Whether a decode step's attention takes [`decode_attention`] (where it applies) rather than
+/// burn's ops: off unless `R1KIT_DECODE_ATTENTION=1` or [`set_decode_attention_in_rollouts`]. Off
+/// by default because on an H200 the kernel is slower than cuBLAS's two batched GEMMs and burn's
+/// softmax (rollouts 27.4k against 38.5k tokens/s at the 1.5B shape).
+pub fn decode_attention_in_rollouts() -> bool {
+    match DECODE_ATTENTION.load(std::sync::atomic::Ordering::Relaxed) {
+        UNSET => {
+            let on = std::env::var("R1KIT_DECODE_ATTENTION").is_ok_and(|v| v == "1");
+            DECODE_ATTENTION.store(if on { ON } else { OFF }, std::sync::atomic::Ordering::Relaxed);
+            on
+        }
+        state => state == ON,
+    }
+}
+
+/// Overrides `R1KIT_DECODE_ATTENTION` for this process (tests of the kernel in rollouts).
+pub fn set_decode_attention_in_rollouts(on: bool) {
+    DECODE_ATTENTION.store(if on { ON } else { OFF }, std::sync::atomic::Ordering::Relaxed);
+}
+
+const UNSET: u8 = 0;
+const OFF: u8 = 1;
+const ON: u8 = 2;
+static DECODE_ATTENTION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNSET);
+
 /// Whether the fused kernels run for tensors on `device` (autodiff or not): [`enabled`] and a
 /// device of burn's `Cube` backend. Callers that pick dtypes around a kernel ask this first.
 pub fn applies(device: &burn::prelude::Device) -> bool {
@@ -179,11 +204,10 @@ pub fn attention_probs_backward<const L: usize>(
 /// not read), `softmax(q k^T * scale + mask) v` computed in f32 and returned in `q`'s dtype. No
 /// autodiff (rollouts). `None` off a `Cube` device or for shapes that do not fit.
 ///
-/// `R1KIT_DECODE_ATTENTION=0` turns this kernel alone off (the A/B switch against burn's ops in a
-/// rollout, the other kernels on).
+/// Correct, but not yet faster than burn's two GEMMs on the GPU (docs/gpu/RESULTS.md, Step 9), so
+/// the model takes it only when asked: [`decode_attention_in_rollouts`].
 pub fn decode_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !enabled() || !*ON.get_or_init(|| !std::env::var("R1KIT_DECODE_ATTENTION").is_ok_and(|v| v == "0")) {
+    if !enabled() {
         return None;
     }
     #[cfg(all(feature = "kernels", not(feature = "fusion")))]
