@@ -116,17 +116,7 @@ fn decode_attention_kernel<F: Float, K: Float>(
             tree[g * units + unit] = score[g];
         }
         sync_cube();
-        let mut active = units.runtime();
-        while active > 1 {
-            active /= 2;
-            if unit < active {
-                #[unroll]
-                for g in 0..groups {
-                    tree[g * units + unit] = f32::max(tree[g * units + unit], tree[g * units + unit + active]);
-                }
-            }
-            sync_cube();
-        }
+        rows_tree(&mut tree, groups, units, true);
         // every query head sees the same keys: no key of the block is visible when head 0's
         // maximum is the sentinel (the block's values are then not read)
         let any_visible = tree[0] > f32::new(-1.0e38);
@@ -176,17 +166,7 @@ fn decode_attention_kernel<F: Float, K: Float>(
         tree[g * units + unit] = sum[g];
     }
     sync_cube();
-    let mut active = units.runtime();
-    while active > 1 {
-        active /= 2;
-        if unit < active {
-            #[unroll]
-            for g in 0..groups {
-                tree[g * units + unit] += tree[g * units + unit + active];
-            }
-        }
-        sync_cube();
-    }
+    rows_tree(&mut tree, groups, units, false);
     #[unroll]
     for g in 0..groups {
         sum[g] = tree[g * units];
@@ -210,6 +190,29 @@ fn decode_attention_kernel<F: Float, K: Float>(
                     total += tree[g * units + s * span + lane];
                 }
                 out[q_base + g * head_dim + d] = F::cast_from(total / sum[g]);
+            }
+        }
+        sync_cube();
+    }
+}
+
+/// A tree over shared memory `[rows, units]`, all rows at once, halving the active units each
+/// level: after it `tree[r * units]` holds row `r`'s maximum or sum (chosen when compiled).
+#[cube]
+fn rows_tree(tree: &mut [f32], #[comptime] rows: usize, #[comptime] units: usize, #[comptime] max: bool) {
+    let unit = UNIT_POS as usize;
+    let mut active = units.runtime();
+    while active > 1 {
+        active /= 2;
+        if unit < active {
+            #[unroll]
+            for r in 0..rows {
+                let other = tree[r * units + unit + active];
+                if max {
+                    tree[r * units + unit] = f32::max(tree[r * units + unit], other);
+                } else {
+                    tree[r * units + unit] += other;
+                }
             }
         }
         sync_cube();
