@@ -27,7 +27,7 @@ pub mod logprobs;
 mod matmul;
 mod primitive;
 
-pub use matmul::{Gemm, matmul, matmul_through_op};
+pub use matmul::{Gemm, matmul, matmul_compute, matmul_in, matmul_through_op};
 
 use burn::prelude::{Device, Tensor};
 

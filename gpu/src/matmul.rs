@@ -16,6 +16,9 @@ use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DispatchKindConversion, DispatchTensor};
 use burn::prelude::Tensor;
+use burn::tensor::FloatDType;
+
+use crate::kernels::reference::cast_to;
 
 /// A backend's own (batched) product of primitives; `None` when it cannot take these operands
 /// (the caller then uses burn's matmul).
@@ -35,6 +38,18 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
         return c;
     }
     a.matmul(b)
+}
+
+/// `a @ b` with both operands cast to `compute` and the product returned in f32: autocast's rule for
+/// matrix products (f32 master weights, bf16 GEMMs with f32 accumulation); everything else stays f32.
+/// The model's attention products, and `check kernels`' reference for the decode attention.
+pub fn matmul_in<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
+    cast_to(matmul_compute(a, b, compute), FloatDType::F32)
+}
+
+/// `a @ b` with both operands cast to `compute` (no cast where one already is), the product left in `compute`.
+pub fn matmul_compute<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
+    matmul(cast_to(a, compute), cast_to(b, compute))
 }
 
 /// [`matmul`] with flex's matmul as the primitive product, so that CPU tests exercise the

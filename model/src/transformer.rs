@@ -6,6 +6,7 @@
 
 use burn::prelude::*;
 use r1kit_gpu::kernels::reference::cast_to;
+use r1kit_gpu::{matmul_compute, matmul_in};
 use burn::tensor::FloatDType;
 
 use rand::rngs::StdRng;
@@ -43,18 +44,6 @@ impl Linear {
         }
         y.reshape([b, s, features])
     }
-}
-
-/// `a @ b` with both operands cast to `compute` and the product returned in f32: autocast's rule for
-/// matrix products (f32 master weights, bf16 GEMMs with f32 accumulation); everything else stays f32.
-/// On CUDA the product is cuBLASLt's, forward and backward (`r1kit_gpu::matmul`).
-pub fn matmul_in<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
-    cast_to(matmul_compute(a, b, compute), FloatDType::F32)
-}
-
-/// `a @ b` with both operands cast to `compute` (no cast where one already is), the product left in `compute`.
-fn matmul_compute<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: FloatDType) -> Tensor<D> {
-    r1kit_gpu::matmul(cast_to(a, compute), cast_to(b, compute))
 }
 
 /// RMSNorm computed in f32, weight applied after the normalization (as transformers does).

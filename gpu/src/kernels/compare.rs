@@ -156,8 +156,7 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         let out = if fused {
             super::decode_attention(&dq, &dk, &dv, &dmask, scale).ok_or_else(|| anyhow::anyhow!("decode attention: the kernel declined"))?
         } else {
-            let product = |a: Tensor<4>, b: Tensor<4>| super::reference::cast_to(crate::matmul(super::reference::cast_to(a, dtype), super::reference::cast_to(b, dtype)), FloatDType::F32);
-            super::reference::grouped_attention(dq.clone(), dk.clone(), dv.clone(), &dmask, scale, product)
+            super::reference::grouped_attention(dq.clone(), dk.clone(), dv.clone(), &dmask, scale, |a, b| crate::matmul_in(a, b, dtype))
         };
         Ok(vec![out.reshape([decode_rows * heads, head_dim])])
     };
