@@ -89,8 +89,9 @@ for p in $parts; do
       with_memory train-1.5b-8k-bf16 300 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 1 --seq 8192 --compute bf16 --out "$out/train-1.5b-8k-bf16.json" ;;
     grpo-step) # issue 13 goal 2: 16 prompts x G 8, 512 tokens, 0.5B shape; TRL needs .whl carried (scripts/fetch-trl-wheels.sh)
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$out/pip.log" 2>&1
-      with_memory grpo-step-trl 240 env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --out "$out/grpo-step-trl.json"
+      # r1kit's step first: it takes a minute, TRL's (TRL_STEPS steps, the first a warm-up, 50-75 s each) the rest of the call
       with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512
+      with_memory grpo-step-trl ${TRL_LIMIT:-330} env PYTHONPATH=/tmp/site python3 scripts/bench_grpo_trl.py --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --steps ${TRL_STEPS:-3} --out "$out/grpo-step-trl.json"
       [ "${GRPO_BLOCKS:-1}" = 1 ] && with_memory grpo-step-r1kit-blocks 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --checkpointing blocks --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     rollout|rollout-1.5b) # issue 13's setting: 64 prompts x G 8, 256 prompt + 512 new tokens, T 1
       shape=qwen2.5-0.5b; [ "$p" = rollout-1.5b ] && shape=qwen2.5-1.5b

@@ -352,9 +352,11 @@ fn bench_rollout(a: &RolloutArgs) -> Result<()> {
         sample_in_mode(&model, tokenizer.as_ref(), &prompts, a.group, &params, mode)?;
         println!("bench rollout: warm-up {} took {:.2} s", i + 1, t.elapsed().as_secs_f64());
     }
+    let _ = r1kit_sampler::timing::take();
     let t = Instant::now();
     let out = sample_in_mode(&model, tokenizer.as_ref(), &prompts, a.group, &params, mode)?;
     let elapsed = t.elapsed().as_secs_f64();
+    println!("bench rollout: {}", r1kit_sampler::timing::take());
     let generated: usize = out.iter().map(|c| c.tokens.len()).sum();
     let steps = out.iter().map(|c| c.tokens.len()).max().unwrap_or(0);
     let tokens_per_s = generated as f64 / elapsed;

@@ -12,6 +12,9 @@ use r1kit_model::pretrained::stop_token_ids;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::Model;
 use r1kit_rewards::RewardRegistry;
+use r1kit_model::logprobs::{token_logprobs, DEFAULT_CHUNK_ROWS};
+use r1kit_model::AttentionMask;
+use r1kit_sampler::timing::DecodeTimings;
 use r1kit_sampler::{sample, SamplingParams};
 use r1kit_train::data::eval_items;
 use r1kit_train::optim::{AdamW, AdamWConfig};
@@ -33,6 +36,10 @@ pub struct StepBench {
     pub score_s: f64,
     pub reference_s: f64,
     pub update_s: f64,
+    /// Where the generate phase's time went (rank 0's).
+    pub decode: DecodeTimings,
+    /// With `R1KIT_BENCH_REFERENCE_VARIANTS=1`: the reference forward split and varied, one line each.
+    pub reference_variants: Vec<String>,
     /// The whole of each warm-up step, seconds.
     pub warmup_s: Vec<f64>,
 }
@@ -43,6 +50,10 @@ impl std::fmt::Display for StepBench {
         writeln!(f, "bench grpo-step: {} rank(s), {} completions, {} completion tokens, {:.2} s in all ({:.1} completion tokens/s)", self.ranks, self.completions, self.completion_tokens, total, self.completion_tokens as f64 / total)?;
         for (name, t) in [("generate", self.generate_s), ("score", self.score_s), ("reference", self.reference_s), ("update", self.update_s)] {
             writeln!(f, "  {name:<10} {t:>8.3} s  {:>5.1}%", 100.0 * t / total.max(1e-12))?;
+        }
+        writeln!(f, "  generate: {}", self.decode)?;
+        for line in &self.reference_variants {
+            writeln!(f, "  reference variant: {line}")?;
         }
         write!(f, "  generated {:.1} tokens/s; update {:.1} tokens/s", self.completion_tokens as f64 / self.generate_s, self.completion_tokens as f64 / self.update_s)?;
         if self.ranks > 1 {
@@ -84,9 +95,11 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
     let params = SamplingParams { temperature: 1.0, max_new_tokens, stop_token_ids: stop_token_ids(model, tokenizer), seed: 1, ..Default::default() };
     let prompt_tokens: Vec<Vec<u32>> = items.iter().map(|i| i.prompt_tokens.clone()).collect();
 
+    let _ = r1kit_sampler::timing::take();
     let t = Instant::now();
     let completions = sample(model, tokenizer, &prompt_tokens, group, &params).context("sampling")?;
     let generate_s = t.elapsed().as_secs_f64();
+    let decode = r1kit_sampler::timing::take();
 
     let t = Instant::now();
     let pairs: Vec<(&str, &r1kit_rewards::Record)> = completions.iter().map(|c| (c.text.as_str(), &items[c.prompt_index].reward_record)).collect();
@@ -101,6 +114,11 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
     let t = Instant::now();
     let _ = batch_logprobs_of(&reference, &prompts_of, &tokens_of, 8192);
     let reference_s = t.elapsed().as_secs_f64();
+    let reference_variants = if std::env::var("R1KIT_BENCH_REFERENCE_VARIANTS").is_ok_and(|v| v == "1") {
+        reference_variants_of(model, &prompts_of, &tokens_of)?
+    } else {
+        Vec::new()
+    };
 
     let config = UpdateConfig {
         clip: ClipConfig { eps_low: 0.2, eps_high: 0.28, dual_clip: None },
@@ -127,5 +145,35 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
     if let Some(g) = ranks.as_deref_mut() {
         g.all_reduce_sum_f64(&mut counts).context("summing the completions over the ranks")?;
     }
-    Ok(StepBench { ranks: ranks.map_or(1, |g| g.size()), completions: counts[0] as usize, completion_tokens: counts[1] as usize, generate_s, score_s, reference_s, update_s, warmup_s: Vec::new() })
+    Ok(StepBench { ranks: ranks.map_or(1, |g| g.size()), completions: counts[0] as usize, completion_tokens: counts[1] as usize, generate_s, score_s, reference_s, update_s, decode, reference_variants, warmup_s: Vec::new() })
+}
+
+/// Where the reference forward's time goes: its layers and its LM head's log-probabilities
+/// timed apart (each waited for), then the whole at other token budgets, with the weights as
+/// stored and cast once to the compute dtype (`Model::for_decoding`).
+fn reference_variants_of(model: &Model, prompts_of: &[&[u32]], tokens_of: &[&[u32]]) -> Result<Vec<String>> {
+    let sync = |m: &Model| m.device().sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
+    let mut lines = Vec::new();
+    let sequences = StepSequences::new(prompts_of, tokens_of, vec![0.0; prompts_of.len()]);
+    let (mut layers_s, mut head_s) = (0.0, 0.0);
+    for (_, batch) in sequences.micro_batches(8192) {
+        let t = Instant::now();
+        let mask = AttentionMask::causal_segments(&batch.segments, batch.batch);
+        let hidden = model.forward_hidden(&batch.tokens, &batch.positions, batch.batch, &mask, None);
+        sync(model)?;
+        layers_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let _ = token_logprobs(model, hidden, &batch.targets, DEFAULT_CHUNK_ROWS).into_data();
+        head_s += t.elapsed().as_secs_f64();
+    }
+    lines.push(format!("budget 8192, each half waited for: layers {layers_s:.3} s, LM head log-probabilities {head_s:.3} s"));
+    let cast_once = model.for_decoding();
+    for (name, m) in [("weights as stored", model), ("weights cast once", &cast_once)] {
+        for budget in [8192, 16384, 32768] {
+            let t = Instant::now();
+            let _ = batch_logprobs_of(m, prompts_of, tokens_of, budget);
+            lines.push(format!("{name}, budget {budget}: {:.3} s", t.elapsed().as_secs_f64()));
+        }
+    }
+    Ok(lines)
 }

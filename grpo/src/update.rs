@@ -78,7 +78,7 @@ impl StepSequences {
     }
 
     /// Micro-batches in sequence order, with the index of each one's first sequence.
-    fn micro_batches(&self, token_budget: usize) -> Vec<(usize, PackedBatch)> {
+    pub(crate) fn micro_batches(&self, token_budget: usize) -> Vec<(usize, PackedBatch)> {
         let lengths: Vec<usize> = self.examples.iter().map(TokenizedExample::len).collect();
         let rows = assign_rows(&lengths, usize::MAX, false);
         let mut first = 0;

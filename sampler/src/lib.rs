@@ -9,6 +9,7 @@ pub mod check;
 pub mod filters;
 pub mod params;
 pub mod rng;
+pub mod timing;
 
 use r1kit_model::burn::prelude::*;
 use r1kit_model::burn::tensor::Graph;
@@ -16,6 +17,7 @@ use r1kit_model::generate::left_pad;
 use r1kit_model::tokenizer::Tokenizer;
 use r1kit_model::{write_in_place, DecodeInputs, KvCache, Model};
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 pub use params::{Completion, FinishReason, SamplingParams};
 use rng::StreamRng;
@@ -153,6 +155,7 @@ fn sample_core(
         }
         return Ok(out);
     }
+    let started = Instant::now();
     let decoding = model.for_decoding();
     let model = &decoding;
     let device = model.device();
@@ -193,6 +196,9 @@ fn sample_core(
     let mut graph: Option<Graph<_, _>> = None;
     // The next step's work: logits to choose from (prefill, eager), or fixed-step inputs.
     let mut pending = Pending::Logits(logits);
+    timing::add(timing::Phase::Prefill, started.elapsed());
+    // the end of the last step's read, and what of the time since went into a graph capture
+    let (mut read_end, mut captured) = (None::<Instant>, Duration::ZERO);
 
     for step in 0..params.max_new_tokens {
         let uniforms: Vec<f32> = rows.iter_mut().map(|r| r.rng.uniform_open()).collect();
@@ -209,7 +215,10 @@ fn sample_core(
                         *uniforms_buffer.borrow_mut() = Some(u);
                         // Capturing runs the step a few times (warm-up) and records it; every run
                         // writes the same keys/values at the same slot, so the repeats are harmless.
+                        let t = Instant::now();
                         let g = graph.insert(r1kit_model::burn::tensor::capture(&device, fixed_step.clone()));
+                        captured += t.elapsed();
+                        timing::add(timing::Phase::Capture, t.elapsed());
                         if g.is_hardware() {
                             // the recorded launches have not run yet
                             unsafe { g.replay() }.clone()
@@ -230,8 +239,16 @@ fn sample_core(
                 result
             }
         };
+        let read_start = Instant::now();
+        if let Some(end) = read_end {
+            timing::add(timing::Phase::Host, read_start.duration_since(end).saturating_sub(captured));
+        }
         let ids = read_back::<i64>(ids.into_data())?;
         let logprobs = read_back::<f32>(chosen.into_data())?;
+        let now = Instant::now();
+        timing::add(timing::Phase::DeviceWait, now.duration_since(read_start));
+        timing::count_step();
+        (read_end, captured) = (Some(now), Duration::ZERO);
         for (r, row) in rows.iter_mut().enumerate().filter(|(_, row)| !row.finished) {
             let completion = &mut out[row.completion];
             let id = ids[r] as u32;
