@@ -181,6 +181,10 @@ fn update(
         let model = tracked(&master, &config.freeze);
         let mut grads = GradMap::new();
         let (mut loss, mut kl_sum, mut entropy_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
+        // Every micro-batch's forward and backward queued before the first read of the device (a
+        // read waits for all queued work): the host builds micro-batch k + 1 while the device
+        // runs k. The statistics are read afterwards.
+        let mut queued = Vec::with_capacity(batches.len());
         for (k, (first, batch)) in batches.iter().enumerate() {
             let adv = &sequences.advantages[*first..first + batch.batch];
             let ref_k = reference_logp.as_ref().map(|r| &r[k]);
@@ -188,10 +192,14 @@ fn update(
             if iteration == 0 {
                 old.push(logp.clone().detach().inner());
             }
-            // the backward pass queued before the first read of the device (a read waits for it)
             accumulate(&mut grads, collect_gradients(&model, &l));
-            loss += l.inner().into_scalar::<f32>() as f64;
-            let logp_host = host(logp.inner());
+            queued.push((l.inner(), logp.inner(), entropy.inner()));
+        }
+        for (k, ((first, batch), (l, logp, entropy))) in batches.iter().zip(queued).enumerate() {
+            let adv = &sequences.advantages[*first..first + batch.batch];
+            let ref_k = reference_logp.as_ref().map(|r| &r[k]);
+            loss += l.into_scalar::<f32>() as f64;
+            let logp_host = host(logp);
             let old_host = host(old[k].clone());
             let adv_tok: Vec<f32> = (0..batch.batch * batch.seq).map(|i| adv[i / batch.seq] as f32).collect();
             let (lo, hi) = clip_fractions(&logp_host, &old_host, &adv_tok, &batch.loss_mask, &config.clip);
@@ -201,7 +209,7 @@ fn update(
             clip_tokens += n;
             tokens += n;
             if iteration == 0 {
-                let entropy = host(entropy.inner());
+                let entropy = host(entropy);
                 entropy_sum += entropy.iter().zip(&batch.loss_mask).map(|(e, m)| (e * m) as f64).sum::<f64>();
                 if let Some(r) = ref_k {
                     let kl = host(kl_estimate(old[k].clone(), r.clone(), config.kl_estimator));
@@ -260,9 +268,13 @@ fn update(
 /// sequence, computed in micro-batches of at most `token_budget` padded tokens.
 pub fn batch_logprobs_of(model: &Model, prompts: &[&[u32]], completions: &[&[u32]], token_budget: usize) -> Vec<Vec<f32>> {
     let sequences = StepSequences::new(prompts, completions, vec![0.0; prompts.len()]);
+    let batches = sequences.micro_batches(token_budget);
+    // Every forward queued before the first read: the host builds micro-batch k + 1 (its mask
+    // above all) while the device runs k, instead of the device waiting for it.
+    let logps: Vec<Tensor<2>> = batches.iter().map(|(_, batch)| batch_logprobs(model, batch)).collect();
     let mut out = Vec::with_capacity(prompts.len());
-    for (first, batch) in sequences.micro_batches(token_budget) {
-        let values = host(batch_logprobs(model, &batch));
+    for ((first, batch), logp) in batches.into_iter().zip(logps) {
+        let values = host(logp);
         for r in 0..batch.batch {
             let s = first + r;
             let start = r * batch.seq + sequences.prompt_lens[s] - 1;
