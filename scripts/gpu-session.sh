@@ -180,9 +180,10 @@ for p in $parts; do
       part profile-train-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-0} --launch-count ${COUNT:-40000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
       part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 --step adamw_update ;;
     profile-rollout) # where a captured decode step's GPU time goes (issue 13's batch: 64 prompts x G 8, 256 prompt tokens; PROFILE_SHAPE,
-                     # default qwen2.5-1.5b): a few steps under ncu, the last step summed (scripts/ncu_summary.py --last-period)
+                     # default qwen2.5-1.5b; PROFILE_PROMPTS, PROFILE_PROMPT_TOKENS): a few steps under ncu, the last step summed
+                     # (scripts/ncu_summary.py --last-period)
       shape=${PROFILE_SHAPE:-qwen2.5-1.5b}
-      part profile-rollout-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum $r1kit bench rollout --device cuda --shape $shape --prompts 64 --group 8 --prompt-tokens 256 --max-new-tokens ${PROFILE_STEPS:-5} --temperature 1 --compute bf16 > $out/ncu-rollout.csv 2>&1"
+      part profile-rollout-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum $r1kit bench rollout --device cuda --shape $shape --prompts ${PROFILE_PROMPTS:-64} --group 8 --prompt-tokens ${PROFILE_PROMPT_TOKENS:-256} --max-new-tokens ${PROFILE_STEPS:-5} --temperature 1 --compute bf16 > $out/ncu-rollout.csv 2>&1"
       part profile-rollout 60 python3 scripts/ncu_summary.py "$out/ncu-rollout.csv" 60 --last-period ;;
     stash)
       part stash 60 bash -c "mkdir -p $keep && { [ ! -d .gpu ] || cp -r .gpu $keep/; } && { [ ! -d .carry ] || find .carry -type f -exec cp {} $keep/ \\; ; } && ls -la $keep" ;;

@@ -415,10 +415,16 @@ pub struct DecodeInputs {
 impl DecodeInputs {
     /// One token and position per row; `mask` and `slot` from the cache for this step.
     pub fn new(model: &Model, tokens: &[u32], positions: &[i64], mask: &AttentionMask, cache: &KvCache) -> DecodeInputs {
+        DecodeInputs::with_ids(model, token_tensor(tokens, &model.device()), positions, mask, cache)
+    }
+
+    /// As [`DecodeInputs::new`], the tokens `[batch]` already on the device (the last step's
+    /// choice, which the host has not read yet).
+    pub fn with_ids(model: &Model, ids: Tensor<1, Int>, positions: &[i64], mask: &AttentionMask, cache: &KvCache) -> DecodeInputs {
         let device = model.device();
         DecodeInputs {
-            ids: token_tensor(tokens, &device),
-            rope: RopeTables::new(&model.inv_freq, positions, tokens.len(), 1, &device),
+            rope: RopeTables::new(&model.inv_freq, positions, ids.dims()[0], 1, &device),
+            ids,
             mask: mask.to_tensor(&device),
             slot: cache.slot_index(),
         }
@@ -426,7 +432,9 @@ impl DecodeInputs {
 
     /// Copies `fresh` into these buffers (a copy kernel each, in place: nothing else holds them).
     pub fn refresh(&mut self, fresh: DecodeInputs) {
-        write_ints_in_place(&mut self.ids, fresh.ids);
+        // ids from the host and ids a draw kernel wrote may be of different integer dtypes
+        let ids = fresh.ids.cast(self.ids.dtype());
+        write_ints_in_place(&mut self.ids, ids);
         write_in_place(&mut self.rope.cos, fresh.rope.cos);
         write_in_place(&mut self.rope.sin, fresh.rope.sin);
         write_in_place(&mut self.mask, fresh.mask);

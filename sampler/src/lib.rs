@@ -2,8 +2,9 @@
 //!
 //! Each prompt is prefilled once and its cache rows copied to its G completions; prompts of
 //! different lengths are left-padded with per-row positions. Every step chooses tokens on the
-//! device (see [`filters`]) and reads back only the chosen ids and their log-probabilities. Rows
-//! that finish are compacted away once half the batch is done, so they stop costing work.
+//! device (see [`filters`]) and reads back only the chosen ids and their log-probabilities (a
+//! captured step every few steps, its next step fed from the device). Rows that finish are
+//! compacted away once half the batch is done, so they stop costing work.
 
 pub mod check;
 pub mod filters;
@@ -200,8 +201,16 @@ fn sample_core(
     // the end of the last step's read, and what of the time since went into a graph capture
     let (mut read_end, mut captured) = (None::<Instant>, Duration::ZERO);
 
+    // Chosen tokens not yet read: `(ids, log-probabilities)` per step, in order. Eager steps read
+    // every step (the next forward takes the tokens from the host); captured steps take their
+    // tokens from the last step on the device and are read every GRAPH_READ_EVERY steps, so the
+    // host prepares and launches the next steps while the device runs, instead of the device
+    // waiting for the host after every read. Rows that stopped meanwhile decode on (their tokens
+    // dropped) until the next read.
+    let mut unread: Vec<(Tensor<2, Int>, Tensor<2>)> = Vec::new();
     for step in 0..params.max_new_tokens {
         let uniforms: Vec<f32> = rows.iter_mut().map(|r| r.rng.uniform_open()).collect();
+        let captured_step = matches!(pending, Pending::Fixed(_));
         let (ids, chosen) = match pending {
             Pending::Logits(logits) => {
                 let seen = penalize.then(|| seen_mask(prompts, group, &out, &rows, vocab, &device));
@@ -231,7 +240,7 @@ fn sample_core(
                         write_in_place(uniforms_buffer.borrow_mut().as_mut().expect("uniforms of the captured step"), u);
                         // Safety: the graph reads the model's weights, the cache and the two input
                         // buffers, all alive and unmoved until the graph is dropped; everything
-                        // runs on this thread's stream, and the read-back below waits for it.
+                        // runs on this thread's stream, and the reads below wait for it.
                         unsafe { g.replay() }.clone()
                     }
                 };
@@ -239,38 +248,52 @@ fn sample_core(
                 result
             }
         };
-        let read_start = Instant::now();
-        if let Some(end) = read_end {
-            timing::add(timing::Phase::Host, read_start.duration_since(end).saturating_sub(captured));
-        }
-        let ids = read_back::<i64>(ids.into_data())?;
-        let logprobs = read_back::<f32>(chosen.into_data())?;
-        let now = Instant::now();
-        timing::add(timing::Phase::DeviceWait, now.duration_since(read_start));
-        timing::count_step();
-        (read_end, captured) = (Some(now), Duration::ZERO);
-        for (r, row) in rows.iter_mut().enumerate().filter(|(_, row)| !row.finished) {
-            let completion = &mut out[row.completion];
-            let id = ids[r] as u32;
-            completion.tokens.push(id);
-            completion.logprobs.push(logprobs[r]);
-            row.finished = params.stop_token_ids.contains(&id) || hits_stop_string(tokenizer, &completion.tokens, &params.stop_strings)?;
-            if row.finished {
-                completion.finish_reason = FinishReason::Stop;
-                if let Some(f) = on_final.as_mut() {
-                    set_text(completion, tokenizer, &params.stop_strings)?;
-                    f(row.completion, completion);
+        // A captured step's outputs are the graph's own buffers, which the next replay
+        // overwrites: what waits to be read is a copy.
+        unread.push(if captured_step { (ids.clone().add_scalar(0), chosen.add_scalar(0.0)) } else { (ids.clone(), chosen) });
+        let last = step + 1 == params.max_new_tokens;
+        if !captured_step || last || unread.len() >= GRAPH_READ_EVERY {
+            let read_start = Instant::now();
+            if let Some(end) = read_end {
+                timing::add(timing::Phase::Host, read_start.duration_since(end).saturating_sub(captured));
+            }
+            let steps = unread.len();
+            let (ids_read, logprobs_read) = unread.drain(..).unzip::<_, _, Vec<_>, Vec<_>>();
+            let ids_read = read_back::<i64>(Tensor::cat(ids_read, 1).into_data())?;
+            let logprobs_read = read_back::<f32>(Tensor::cat(logprobs_read, 1).into_data())?;
+            let now = Instant::now();
+            timing::add(timing::Phase::DeviceWait, now.duration_since(read_start));
+            (read_end, captured) = (Some(now), Duration::ZERO);
+            // `[rows, steps]`, row-major: row r's token of the j-th unread step at r * steps + j
+            for j in 0..steps {
+                timing::count_step();
+                for (r, row) in rows.iter_mut().enumerate().filter(|(_, row)| !row.finished) {
+                    let completion = &mut out[row.completion];
+                    let id = ids_read[r * steps + j] as u32;
+                    completion.tokens.push(id);
+                    completion.logprobs.push(logprobs_read[r * steps + j]);
+                    row.finished = params.stop_token_ids.contains(&id) || hits_stop_string(tokenizer, &completion.tokens, &params.stop_strings)?;
+                    if row.finished {
+                        completion.finish_reason = FinishReason::Stop;
+                        if let Some(f) = on_final.as_mut() {
+                            set_text(completion, tokenizer, &params.stop_strings)?;
+                            f(row.completion, completion);
+                        }
+                    }
                 }
             }
+            if last || rows.iter().all(|r| r.finished) {
+                break;
+            }
         }
-        if step + 1 == params.max_new_tokens || rows.iter().all(|r| r.finished) {
-            break;
-        }
-        let mut next: Vec<u32> = rows.iter().map(|r| *out[r.completion].tokens.last().expect("one token per step")).collect();
+        let read_now = unread.is_empty();
         // Drop finished rows once they are half the batch (each compaction copies the cache, and a
-        // captured step is captured again for the new batch size).
+        // captured step is captured again for the new batch size); rows are only known to have
+        // finished at a read.
         let done = rows.iter().filter(|r| r.finished).count();
-        if 2 * done >= rows.len() {
+        let compact = read_now && 2 * done >= rows.len();
+        let mut next: Vec<u32> = if read_now { rows.iter().map(|r| *out[r.completion].tokens.last().expect("one token per step")).collect() } else { Vec::new() };
+        if compact {
             let keep: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].finished).collect();
             graph = None;
             *inputs.borrow_mut() = None;
@@ -284,7 +307,12 @@ fn sample_core(
         let mut cache = cache.borrow_mut();
         pending = if graph_mode {
             let mask = cache.prepare_fixed(&valid)?;
-            Pending::Fixed(DecodeInputs::new(model, &next, &positions, &mask, &cache))
+            Pending::Fixed(if read_now {
+                DecodeInputs::new(model, &next, &positions, &mask, &cache)
+            } else {
+                // the tokens this step chose, still on the device
+                DecodeInputs::with_ids(model, ids.reshape([rows.len()]), &positions, &mask, &cache)
+            })
         } else {
             let mask = cache.prepare(&valid, 1)?;
             let hidden =
@@ -317,6 +345,9 @@ fn set_text(completion: &mut Completion, tokenizer: Option<&Tokenizer>, stop_str
 }
 
 /// What the next decode step starts from.
+/// Captured decode steps between two reads of the chosen tokens (see the decode loop).
+const GRAPH_READ_EVERY: usize = 8;
+
 enum Pending {
     /// Logits of the last tokens (after the prefill, or an eager step).
     Logits(Tensor<2>),

@@ -1,7 +1,7 @@
 //! Where a rollout's wall time goes, summed over every `sample*` call of the process since the
 //! last [`take`]: for benchmarks (`r1kit bench rollout|grpo-step`), which print it beside their
-//! totals. Each step ends in a read of the chosen tokens, which waits for the device; what the
-//! host does between that read and the next step's launch is time the device sits idle.
+//! totals. A read of the chosen tokens waits for the device; what the host does after it, until
+//! the next launch, is time the device sits idle.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,10 +13,11 @@ pub struct DecodeTimings {
     pub prefill_s: f64,
     /// Capturing a decode step as a graph (its warm-up runs included), once per batch size.
     pub capture_s: f64,
-    /// Blocked on the device in the read of each step's tokens.
+    /// Blocked on the device in the reads of the chosen tokens.
     pub device_wait_s: f64,
-    /// The host's own work between one step's read and the next read (stop checks, the next
-    /// step's inputs, launches): the device is idle for most of it.
+    /// The host's own work between one read and the next (stop checks, the next steps' inputs,
+    /// launches). Eager steps read every step, so the device is idle for most of it; captured
+    /// steps are read every few, and the device runs the steps already launched meanwhile.
     pub host_s: f64,
     pub steps: u64,
 }
@@ -57,7 +58,7 @@ impl std::fmt::Display for DecodeTimings {
         let per_step = |s: f64| 1e3 * s / self.steps.max(1) as f64;
         write!(
             f,
-            "prefill {:.3} s, graph capture {:.3} s, {} steps: waiting on the device {:.3} s ({:.2} ms/step), host between reads {:.3} s ({:.2} ms/step)",
+            "prefill {:.3} s, graph capture {:.3} s, {} steps: waiting on the device {:.3} s ({:.2} ms/step), host's own work {:.3} s ({:.2} ms/step)",
             self.prefill_s,
             self.capture_s,
             self.steps,
