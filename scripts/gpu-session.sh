@@ -158,11 +158,14 @@ for p in $parts; do
         pid=\$(sed -n 's/^r1kit launch: rank 1 of 2 is pid //p' $out/dp-kill-run.log); echo \"steps done: \$(wc -l < $d/kill/metrics.jsonl); killing rank 1 (pid \$pid)\"
         t=\$EPOCHREALTIME; kill -9 \$pid; wait \$l; rc=\$?; echo \"launcher exit \$rc after \$(awk \"BEGIN { print \$EPOCHREALTIME - \$t }\") s\"
         grep -E 'rank 1|lost|killing|Error|error' $out/dp-kill-run.log | tail -n 12" ;;
-    scale-train) # issue 14 goal 2: training tokens/s, 1 GPU vs 2 ranks (each rank 8 x 2048), SCALE_SHAPES (qwen2.5-0.5b qwen2.5-1.5b)
+    scale-train) # issue 14 goal 2: training tokens/s, 1 GPU vs 2 ranks (each rank SCALE_BATCH (8) x 2048 tokens in micro-batches of
+                 # SCALE_MB (1; SCALE_MB_1_5B for 1.5B) sequences), SCALE_SHAPES (qwen2.5-0.5b qwen2.5-1.5b)
       for shape in ${SCALE_SHAPES:-qwen2.5-0.5b qwen2.5-1.5b}; do
-        args="bench train --device cuda --shape $shape --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --steps ${SCALE_STEPS:-3}"
-        with_memory scale-train-$shape-1 300 $r1kit $args --out "$out/scale-train-$shape-1.json"
-        with_memory scale-train-$shape-2 300 $r1kit launch --nproc 2 -- $args --out "$out/scale-train-$shape-2.json"
+        mb=${SCALE_MB:-1}; [ "$shape" = qwen2.5-1.5b ] && mb=${SCALE_MB_1_5B:-$mb}
+        b=${SCALE_BATCH:-8}; v=$shape-b$b-mb$mb
+        args="bench train --device cuda --shape $shape --batch $b --seq 2048 --micro-batch $mb --compute bf16 --steps ${SCALE_STEPS:-3}"
+        with_memory scale-train-$v-1 300 $r1kit $args --out "$out/scale-train-$v-1.json"
+        with_memory scale-train-$v-2 300 $r1kit launch --nproc 2 -- $args --out "$out/scale-train-$v-2.json"
       done ;;
     scale-grpo) # issue 14 goal 2: a GRPO step (G 8, 512 tokens; SCALE_GRPO_SHAPES, default qwen2.5-0.5b), 1 GPU with 16 prompts vs 2 ranks with 32 (8 x 2 per rank: the same work per GPU) and with 16
       for shape in ${SCALE_GRPO_SHAPES:-qwen2.5-0.5b}; do

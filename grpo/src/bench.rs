@@ -80,6 +80,10 @@ pub fn bench_grpo_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, gro
         timed_step(model, tokenizer, prompts, group, max_new_tokens, ranks.as_deref_mut())?;
         warmup_s.push(t.elapsed().as_secs_f64());
     }
+    if let Some(g) = ranks.as_deref_mut() {
+        // the ranks start the timed step together (else it times a rank's wait for another's warm-up)
+        g.barrier().context("the ranks' barrier before the timed step")?;
+    }
     Ok(StepBench { warmup_s, ..timed_step(model, tokenizer, prompts, group, max_new_tokens, ranks)? })
 }
 

@@ -104,6 +104,11 @@ pub fn bench_train(config: ModelConfig, device: &Device, run: &TrainBenchRun, mu
     // last kernels may still run)
     let wait = || device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
     for step in 0..warmup + steps {
+        if let Some(g) = group.as_deref_mut().filter(|_| step == warmup) {
+            // the ranks start the timed steps together (else the first one times a rank's wait
+            // for another's slower warm-up)
+            g.barrier()?;
+        }
         let t = Instant::now();
         let mut grads = step_gradients(&model, &freeze, &batches);
         wait()?;
