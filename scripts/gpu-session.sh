@@ -174,6 +174,26 @@ for p in $parts; do
         with_memory scale-grpo-$shape-2 300 $r1kit launch --nproc 2 -- $args --prompts 32
         [ "${SCALE_STRONG:-1}" = 1 ] && with_memory scale-grpo-$shape-2-strong 300 $r1kit launch --nproc 2 -- $args --prompts 16
       done ;;
+    scale-pinned) # issue 14: is the 2-rank slowdown the host's? SCALE_SHAPE (qwen2.5-1.5b) in micro-batches of SCALE_MB (2): one GPU alone,
+                  # two ranks by `launch`, then two ranks started as an external launcher would, each pinned (taskset) to its GPU's
+                  # NUMA node's CPUs, or to one half of the CPUs where both GPUs share a node
+      shape=${SCALE_SHAPE:-qwen2.5-1.5b}
+      args="bench train --device cuda --shape $shape --batch 8 --seq 2048 --micro-batch ${SCALE_MB:-2} --compute bf16 --steps ${SCALE_STEPS:-3}"
+      cpus=()
+      for g in 0 1; do
+        bus=$(nvidia-smi -i $g --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed 's/^0000//')
+        node=$(cat /sys/bus/pci/devices/$bus/numa_node 2>/dev/null || echo -1)
+        cpus[$g]=$( [ "$node" -ge 0 ] 2>/dev/null && cat /sys/devices/system/node/node$node/cpulist || echo -)
+      done
+      n=$(nproc)
+      if [ "${cpus[0]}" = - ] || [ "${cpus[0]}" = "${cpus[1]}" ]; then cpus=(0-$((n / 2 - 1)) $((n / 2))-$((n - 1))); fi
+      echo "== scale-pinned: GPU 0 -> CPUs ${cpus[0]}, GPU 1 -> CPUs ${cpus[1]} ($n online)" | tee -a "$out/summary.log"
+      $r1kit --version > /dev/null 2>&1  # unpacked once, before two processes start it
+      with_memory scale-pinned-1 300 $r1kit $args
+      with_memory scale-pinned-launch 300 $r1kit launch --nproc 2 -- $args
+      port=$((20000 + RANDOM % 20000))
+      rank() { echo "RANK=$1 WORLD_SIZE=2 LOCAL_RANK=$1 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port NCCL_NVLS_ENABLE=0 taskset -c ${cpus[$1]} $r1kit $args > $out/scale-pinned-2-rank$1.log 2>&1"; }
+      with_memory scale-pinned-2 300 bash -c "$(rank 0) & $(rank 1) & wait; cat $out/scale-pinned-2-rank0.log $out/scale-pinned-2-rank1.log" ;;
     concurrent) # two independent 1-GPU training runs at once, no NCCL: how much one process slows the other (the host they share)
       args="bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --steps ${SCALE_STEPS:-3}"
       with_memory concurrent-train 300 bash -c "CUDA_VISIBLE_DEVICES=1 $r1kit $args > $out/concurrent-gpu1.log 2>&1 & CUDA_VISIBLE_DEVICES=0 $r1kit $args; wait; cat $out/concurrent-gpu1.log" ;;
