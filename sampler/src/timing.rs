@@ -1,9 +1,9 @@
-//! Where a rollout's wall time goes, summed over every `sample*` call of the process since the
+//! Where a rollout's wall time goes, summed over every `sample*` call of this thread since the
 //! last [`take`]: for benchmarks (`r1kit bench rollout|grpo-step`), which print it beside their
 //! totals. A read of the chosen tokens waits for the device; what the host does after it, until
 //! the next launch, is time the device sits idle.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use std::time::Duration;
 
 /// Seconds of the rollouts since the last [`take`].
@@ -22,35 +22,45 @@ pub struct DecodeTimings {
     pub steps: u64,
 }
 
-const FIELDS: usize = 5;
-static NANOS: [AtomicU64; FIELDS] = [const { AtomicU64::new(0) }; FIELDS];
+// Per thread: a rollout runs on its caller's thread (as does its device stream), so concurrent
+// rollouts on other threads (tests, say) do not mix into a bench's figures.
+thread_local! {
+    static SUMS: Cell<DecodeTimings> = const { Cell::new(DecodeTimings { prefill_s: 0.0, capture_s: 0.0, device_wait_s: 0.0, host_s: 0.0, steps: 0 }) };
+}
 
 #[derive(Clone, Copy)]
 pub(crate) enum Phase {
-    Prefill = 0,
-    Capture = 1,
-    DeviceWait = 2,
-    Host = 3,
+    Prefill,
+    Capture,
+    DeviceWait,
+    Host,
 }
 
 pub(crate) fn add(phase: Phase, d: Duration) {
-    NANOS[phase as usize].fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    SUMS.with(|sums| {
+        let mut t = sums.get();
+        let s = d.as_secs_f64();
+        match phase {
+            Phase::Prefill => t.prefill_s += s,
+            Phase::Capture => t.capture_s += s,
+            Phase::DeviceWait => t.device_wait_s += s,
+            Phase::Host => t.host_s += s,
+        }
+        sums.set(t);
+    });
 }
 
 pub(crate) fn count_step() {
-    NANOS[FIELDS - 1].fetch_add(1, Ordering::Relaxed);
+    SUMS.with(|sums| {
+        let mut t = sums.get();
+        t.steps += 1;
+        sums.set(t);
+    });
 }
 
-/// The sums since the last call, and starts new ones.
+/// This thread's sums since the last call, and starts new ones.
 pub fn take() -> DecodeTimings {
-    let s = |i: usize| NANOS[i].swap(0, Ordering::Relaxed) as f64 * 1e-9;
-    DecodeTimings {
-        prefill_s: s(Phase::Prefill as usize),
-        capture_s: s(Phase::Capture as usize),
-        device_wait_s: s(Phase::DeviceWait as usize),
-        host_s: s(Phase::Host as usize),
-        steps: NANOS[FIELDS - 1].swap(0, Ordering::Relaxed),
-    }
+    SUMS.with(|sums| sums.take())
 }
 
 impl std::fmt::Display for DecodeTimings {

@@ -346,7 +346,17 @@ fn fixed_shape_graph_steps_match_eager_steps() {
     let sampled = SamplingParams { temperature: 1.0, top_p: 0.95, max_new_tokens: 14, seed: 7, ..Default::default() };
     let eager = sample_in_mode(&model, Some(&tok), &prompts, 3, &sampled, DecodeMode::Eager).unwrap();
     let stops: Vec<u32> = eager.iter().filter_map(|c| c.tokens.get(4).copied()).take(3).collect();
-    for params in [sampled.clone(), SamplingParams { stop_token_ids: stops, ..sampled.clone() }, SamplingParams::greedy(10)] {
+    // A longer run: captured steps are read every 8, so stops land inside later read windows and
+    // rows decode past their stop until the next read (their tokens must be dropped).
+    let long = SamplingParams { max_new_tokens: 30, seed: 11, ..sampled.clone() };
+    let long_eager = sample_in_mode(&model, Some(&tok), &prompts, 3, &long, DecodeMode::Eager).unwrap();
+    let late_stops: Vec<u32> = long_eager.iter().filter_map(|c| c.tokens.get(13).copied()).take(4).collect();
+    for params in [
+        sampled.clone(),
+        SamplingParams { stop_token_ids: stops, ..sampled.clone() },
+        SamplingParams::greedy(10),
+        SamplingParams { stop_token_ids: late_stops, ..long },
+    ] {
         let eager = sample_in_mode(&model, Some(&tok), &prompts, 3, &params, DecodeMode::Eager).unwrap();
         let graph = sample_in_mode(&model, Some(&tok), &prompts, 3, &params, DecodeMode::Graph).unwrap();
         let stopped_early = eager.iter().filter(|c| c.tokens.len() < params.max_new_tokens).count();
@@ -360,4 +370,16 @@ fn fixed_shape_graph_steps_match_eager_steps() {
             assert!(stopped_early >= 3, "compaction exercised ({stopped_early} rows stopped early)");
         }
     }
+}
+
+#[test]
+fn timings_count_this_threads_steps_once() {
+    let (model, reference) = fixture("qwen2-tiny");
+    let prompts: Vec<Vec<u32>> = reference["greedy"].as_array().unwrap().iter().map(|g| ids(&g["prompt"])).collect();
+    let _ = r1kit_sampler::timing::take();
+    let out = sample_in_mode(&model, None, &prompts, 2, &SamplingParams::greedy(6), DecodeMode::Eager).unwrap();
+    let t = r1kit_sampler::timing::take();
+    assert_eq!(t.steps as usize, out.iter().map(|c| c.tokens.len()).max().unwrap(), "one count per decode step");
+    assert!(t.prefill_s > 0.0 && t.device_wait_s >= 0.0 && t.host_s >= 0.0 && t.capture_s == 0.0, "{t:?}");
+    assert_eq!(r1kit_sampler::timing::take().steps, 0, "taken sums start again");
 }
