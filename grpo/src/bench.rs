@@ -154,7 +154,7 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
 
 /// Where the reference forward's time goes: its layers and its LM head's log-probabilities
 /// timed apart (each waited for), then the whole at other token budgets, with the weights as
-/// stored and cast once to the compute dtype (`Model::for_decoding`).
+/// stored and cast once to the compute dtype (`Model::frozen`).
 fn reference_variants_of(model: &Model, prompts_of: &[&[u32]], tokens_of: &[&[u32]]) -> Result<Vec<String>> {
     let sync = |m: &Model| m.device().sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
     let mut lines = Vec::new();
@@ -171,7 +171,7 @@ fn reference_variants_of(model: &Model, prompts_of: &[&[u32]], tokens_of: &[&[u3
         head_s += t.elapsed().as_secs_f64();
     }
     lines.push(format!("budget 8192, each half waited for: layers {layers_s:.3} s, LM head log-probabilities {head_s:.3} s"));
-    let cast_once = model.for_decoding();
+    let cast_once = model.frozen();
     for (name, m) in [("weights as stored", model), ("weights cast once", &cast_once)] {
         for budget in [8192, 16384, 32768] {
             let t = Instant::now();

@@ -131,7 +131,7 @@ pub fn run_grpo(config: &GrpoConfig) -> Result<GrpoSummary> {
     let tokenizer_dir = config.model.tokenizer_dir();
     let run = Run {
         config,
-        reference: (config.algorithm.beta > 0.0).then(|| initial.clone()),
+        reference: (config.algorithm.beta > 0.0).then(|| initial.frozen()),
         tokenizer,
         rewards,
         accuracy_index,

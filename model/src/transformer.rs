@@ -251,10 +251,12 @@ impl Model {
         self.embed_tokens.device()
     }
 
-    /// For rollouts: the same model with every projection's weight and the LM head already in the
-    /// compute dtype, i.e. cast once instead of at every decode step (the products would cast them
-    /// to the same values). The head is untied (`lm_head` set); not for training or saving.
-    pub fn for_decoding(&self) -> Model {
+    /// For forward passes that take no gradients (rollouts, GRPO's frozen reference): the same
+    /// model with every projection's weight and the LM head already in the compute dtype, i.e.
+    /// cast once instead of at every product (which would cast them to the same values), and held
+    /// in it (half an f32 copy's memory in bf16). The head is untied (`lm_head` set); not for
+    /// training or saving.
+    pub fn frozen(&self) -> Model {
         let mut model = self.clone();
         if self.compute == FloatDType::F32 {
             return model;

@@ -63,13 +63,13 @@ fn bf16_compute_keeps_greedy_tokens_and_logits_near() {
 }
 
 #[test]
-fn decoding_copy_gives_the_same_logits() {
-    // Weights cast once (for_decoding) against weights cast at every product: the same bf16 values
+fn frozen_copy_gives_the_same_logits() {
+    // Weights cast once (frozen) against weights cast at every product: the same bf16 values
     // go into the same products, so the logits are equal, not just near.
     for name in CASES {
         let (model, reference) = load(name);
         let model = model.with_compute(r1kit_model::burn::tensor::FloatDType::BF16);
-        let decoding = model.for_decoding();
+        let decoding = model.frozen();
         assert!(decoding.lm_head.is_some() && decoding.layers[0].q_proj.weight.dtype() != model.layers[0].q_proj.weight.dtype());
         let a = check_parity(&model, &reference, 0.5).unwrap();
         let b = check_parity(&decoding, &reference, 0.5).unwrap();

@@ -157,7 +157,7 @@ fn sample_core(
         return Ok(out);
     }
     let started = Instant::now();
-    let decoding = model.for_decoding();
+    let decoding = model.frozen();
     let model = &decoding;
     let device = model.device();
     let vocab = model.config.vocab_size;
