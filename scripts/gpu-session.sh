@@ -29,15 +29,18 @@ part() { # name, limit in seconds, command...
   echo "-- $name: exit $rc after $((SECONDS - t)) s" | tee -a "$out/summary.log"
   cp "$out/summary.log" "$final/summary.log"  # what finished comes back even if the call runs out of time
 }
-# peak GPU memory of a part, and how busy the GPU was: nvidia-smi sampled every 100 ms beside it
+# peak GPU memory of a part, how busy the GPU was, and its SM clock and power while busy (do two
+# GPUs side by side slow down?): nvidia-smi sampled every 100 ms beside it (every GPU's line)
 with_memory() { # name, limit, command...
   local name=$1; shift
-  nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 > "$out/$name.mem" 2>/dev/null &
+  nvidia-smi --query-gpu=memory.used,utilization.gpu,clocks.sm,power.draw --format=csv,noheader,nounits -lms 100 > "$out/$name.mem" 2>/dev/null &
   local smi=$!
   part "$name" "$@"
   kill $smi 2>/dev/null
   echo "-- $name: peak GPU memory $(cut -d, -f1 "$out/$name.mem" | sort -n | tail -1) MiB (nvidia-smi, whole device);" \
-    "GPU busy $(awk -F, '$2 > 0 { n++; s += $2 } END { printf "%.0f", n ? s / n : 0 }' "$out/$name.mem")% of the samples where it ran a kernel at all" \
+    "GPU busy $(awk -F, '$2 > 0 { n++; s += $2 } END { printf "%.0f", n ? s / n : 0 }' "$out/$name.mem")% of the samples where it ran a kernel at all;" \
+    "while busy: SM clock mean $(awk -F, '$2 > 0 { n++; s += $3; if (!m || $3 < m) m = $3 } END { printf "%.0f MHz (min %.0f)", n ? s / n : 0, m }' "$out/$name.mem")," \
+    "power mean $(awk -F, '$2 > 0 { n++; s += $4; if ($4 > m) m = $4 } END { printf "%.0f W (max %.0f)", n ? s / n : 0, m }' "$out/$name.mem")" \
     | tee -a "$out/summary.log"
 }
 # dp and dp-kill's tiny model (r1kit init) and SFT / GRPO configs, in /tmp/r1kit-dp
