@@ -25,6 +25,9 @@ use crate::kl::KlEstimator;
 use crate::loss::{Aggregation, ClipConfig};
 use crate::update::{batch_logprobs_of, policy_update, policy_update_across, StepSequences, UpdateConfig};
 
+/// Padded tokens per micro-batch of the reference forward and the update (SFT's default).
+const TOKEN_BUDGET: usize = 8192;
+
 #[derive(Debug, Clone)]
 pub struct StepBench {
     /// Processes sharing the step; the phase times below are rank 0's (its update includes
@@ -116,7 +119,7 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
     let tokens_of: Vec<&[u32]> = completions.iter().map(|c| c.tokens.as_slice()).collect();
     let reference = model.clone();
     let t = Instant::now();
-    let _ = batch_logprobs_of(&reference, &prompts_of, &tokens_of, 8192);
+    let _ = batch_logprobs_of(&reference, &prompts_of, &tokens_of, TOKEN_BUDGET);
     let reference_s = t.elapsed().as_secs_f64();
     let reference_variants = if std::env::var("R1KIT_BENCH_REFERENCE_VARIANTS").is_ok_and(|v| v == "1") {
         reference_variants_of(model, &prompts_of, &tokens_of)?
@@ -130,7 +133,7 @@ fn timed_step(model: &Model, tokenizer: &Tokenizer, prompts: usize, group: usize
         beta: 0.0, // the reference forward is timed above; the update itself is timed without it
         kl_estimator: KlEstimator::K3,
         mu: 1,
-        micro_batch_tokens: 8192,
+        micro_batch_tokens: TOKEN_BUDGET,
         max_completion_length: max_new_tokens,
         max_grad_norm: Some(1.0),
         freeze: Freeze::default(),
@@ -160,7 +163,7 @@ fn reference_variants_of(model: &Model, prompts_of: &[&[u32]], tokens_of: &[&[u3
     let mut lines = Vec::new();
     let sequences = StepSequences::new(prompts_of, tokens_of, vec![0.0; prompts_of.len()]);
     let (mut layers_s, mut head_s) = (0.0, 0.0);
-    for (_, batch) in sequences.micro_batches(8192) {
+    for (_, batch) in sequences.micro_batches(TOKEN_BUDGET) {
         let t = Instant::now();
         let mask = AttentionMask::causal_segments(&batch.segments, batch.batch);
         let hidden = model.forward_hidden(&batch.tokens, &batch.positions, batch.batch, &mask, None);
@@ -170,10 +173,10 @@ fn reference_variants_of(model: &Model, prompts_of: &[&[u32]], tokens_of: &[&[u3
         let _ = token_logprobs(model, hidden, &batch.targets, DEFAULT_CHUNK_ROWS).into_data();
         head_s += t.elapsed().as_secs_f64();
     }
-    lines.push(format!("budget 8192, each half waited for: layers {layers_s:.3} s, LM head log-probabilities {head_s:.3} s"));
+    lines.push(format!("budget {TOKEN_BUDGET}, each half waited for: layers {layers_s:.3} s, LM head log-probabilities {head_s:.3} s"));
     let cast_once = model.frozen();
     for (name, m) in [("weights as stored", model), ("weights cast once", &cast_once)] {
-        for budget in [8192, 16384, 32768] {
+        for budget in [TOKEN_BUDGET, 2 * TOKEN_BUDGET, 4 * TOKEN_BUDGET] {
             let t = Instant::now();
             let _ = batch_logprobs_of(m, prompts_of, tokens_of, budget);
             lines.push(format!("{name}, budget {budget}: {:.3} s", t.elapsed().as_secs_f64()));

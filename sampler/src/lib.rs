@@ -344,10 +344,10 @@ fn set_text(completion: &mut Completion, tokenizer: Option<&Tokenizer>, stop_str
     Ok(())
 }
 
-/// What the next decode step starts from.
 /// Captured decode steps between two reads of the chosen tokens (see the decode loop).
 const GRAPH_READ_EVERY: usize = 8;
 
+/// What the next decode step starts from.
 enum Pending {
     /// Logits of the last tokens (after the prefill, or an eager step).
     Logits(Tensor<2>),
