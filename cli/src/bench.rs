@@ -63,9 +63,10 @@ pub struct TrainArgs {
     /// Sequences per micro-batch (gradient accumulation over batch / micro_batch).
     #[arg(long)]
     pub micro_batch: Option<usize>,
-    #[arg(long, default_value_t = 1)]
+    /// Untimed steps, then timed ones: 2 and 5, as `scripts/bench_train_torch.py` times PyTorch.
+    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub steps: usize,
     /// Compute dtype of the matrix products (f32 master weights either way): f32 or bf16.
     #[arg(long, default_value = "f32")]

@@ -127,8 +127,21 @@ impl<B: Gemm> Backward<B, 2> for GemmBackward {
             ops.node,
             grads,
             |grad| B::gemm_or_matmul(grad, B::float_transpose(rhs.expect("kept when lhs is tracked"))),
-            |grad| B::gemm_or_matmul(B::float_transpose(lhs.expect("kept when rhs is tracked")), grad),
+            |grad| rhs_gradient::<B>(lhs.expect("kept when rhs is tracked"), grad),
         );
+    }
+}
+
+/// dB = A^T dC. A rank-2 product's `b` is a weight's transposed view `W^T` wherever the graph tracks
+/// it (linear layers, the LM head), so dB is made as `(dC^T A)^T`: the same values, written in `W`'s
+/// own layout, so that the transpose's backward hands the weight a contiguous gradient instead of
+/// a strided one that a copy kernel packs before the optimizer (120 copies per micro-batch at 0.5B).
+fn rhs_gradient<B: Gemm>(lhs: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    use burn::backend::TensorMetadata;
+    if grad.shape().num_dims() == 2 {
+        B::float_transpose(B::gemm_or_matmul(B::float_transpose(grad), lhs))
+    } else {
+        B::gemm_or_matmul(B::float_transpose(lhs), grad)
     }
 }
 
