@@ -166,8 +166,8 @@ for p in $parts; do
       for shape in ${SCALE_SHAPES:-qwen2.5-0.5b qwen2.5-1.5b}; do
         mb=${SCALE_MB:-1}; [ "$shape" = qwen2.5-1.5b ] && mb=${SCALE_MB_1_5B:-$mb}
         b=${SCALE_BATCH:-8}; v=$shape-b$b-mb$mb
-        args="bench train --device cuda --shape $shape --batch $b --seq 2048 --micro-batch $mb --compute bf16 --steps ${SCALE_STEPS:-3}"
-        with_memory scale-train-$v-1 300 $r1kit $args --out "$out/scale-train-$v-1.json"
+        args="bench train --device cuda --shape $shape --batch $b --seq 2048 --micro-batch $mb --compute bf16 --steps ${SCALE_STEPS:-5}"
+        [ "${SCALE_ONE:-1}" = 1 ] && with_memory scale-train-$v-1 300 $r1kit $args --out "$out/scale-train-$v-1.json"  # SCALE_ONE=0: the 1-GPU run was another part's
         with_memory scale-train-$v-2 300 $r1kit launch --nproc 2 -- $args --out "$out/scale-train-$v-2.json"
       done ;;
     scale-grpo) # issue 14 goal 2: a GRPO step (G 8, 512 tokens; SCALE_GRPO_SHAPES, default qwen2.5-0.5b), 1 GPU with 16 prompts vs 2 ranks with 32 (8 x 2 per rank: the same work per GPU) and with 16
@@ -181,7 +181,7 @@ for p in $parts; do
                   # two ranks by `launch`, then two ranks started as an external launcher would, each pinned (taskset) to its GPU's
                   # NUMA node's CPUs, or to one half of the CPUs where both GPUs share a node
       shape=${SCALE_SHAPE:-qwen2.5-1.5b}
-      args="bench train --device cuda --shape $shape --batch 8 --seq 2048 --micro-batch ${SCALE_MB:-2} --compute bf16 --steps ${SCALE_STEPS:-3}"
+      args="bench train --device cuda --shape $shape --batch 8 --seq 2048 --micro-batch ${SCALE_MB:-2} --compute bf16 --steps ${SCALE_STEPS:-5}"
       cpus=()
       for g in 0 1; do
         bus=$(nvidia-smi -i $g --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed 's/^0000//')
@@ -197,13 +197,19 @@ for p in $parts; do
       port=$((20000 + RANDOM % 20000))
       rank() { echo "RANK=$1 WORLD_SIZE=2 LOCAL_RANK=$1 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port NCCL_NVLS_ENABLE=0 taskset -c ${cpus[$1]} $r1kit $args > $out/scale-pinned-2-rank$1.log 2>&1"; }
       with_memory scale-pinned-2 300 bash -c "$(rank 0) & $(rank 1) & wait; cat $out/scale-pinned-2-rank0.log $out/scale-pinned-2-rank1.log" ;;
-    concurrent) # two independent 1-GPU training runs at once, no NCCL: how much one process slows the other (the host they share)
-      args="bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 1 --compute bf16 --steps ${SCALE_STEPS:-3}"
-      with_memory concurrent-train 300 bash -c "CUDA_VISIBLE_DEVICES=1 $r1kit $args > $out/concurrent-gpu1.log 2>&1 & CUDA_VISIBLE_DEVICES=0 $r1kit $args; wait; cat $out/concurrent-gpu1.log" ;;
+    concurrent) # two independent 1-GPU training runs at once, no NCCL: how much one process slows the other (the host they
+                # share, the GPUs' power); CONCURRENT_SHAPE (qwen2.5-0.5b) in micro-batches of CONCURRENT_MB (1) sequences
+      shape=${CONCURRENT_SHAPE:-qwen2.5-0.5b}
+      args="bench train --device cuda --shape $shape --batch 8 --seq 2048 --micro-batch ${CONCURRENT_MB:-1} --compute bf16 --steps ${SCALE_STEPS:-5}"
+      $r1kit --version > /dev/null 2>&1  # unpacked once, before two processes start it
+      with_memory concurrent-train-$shape 300 bash -c "CUDA_VISIBLE_DEVICES=1 $r1kit $args > $out/concurrent-gpu1.log 2>&1 & CUDA_VISIBLE_DEVICES=0 $r1kit $args; wait; cat $out/concurrent-gpu1.log" ;;
     profile-train) # where a 0.5B training step's GPU time goes, per kernel (ncu: the machine has no nsys): a warm-up
-                   # step and a timed one (one sequence, one micro-batch), the summary of the timed one alone
-                   # (after the warm-up's AdamW kernels; autotune's trial kernels run in the warm-up only)
-      part profile-train-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-0} --launch-count ${COUNT:-40000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 1 --seq 2048 --micro-batch 1 --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
+                   # step and a timed one (PROFILE_BATCH sequences, default 1, in one micro-batch), the summary of the timed
+                   # one alone (after the warm-up's AdamW kernels; autotune's trial kernels run in the warm-up only).
+                   # NCU_CACHE=none keeps the caches between kernels (ncu flushes them by default: every kernel then reads
+                   # from HBM, slower than in a plain run)
+      pb=${PROFILE_BATCH:-1}
+      part profile-train-ncu 400 bash -c "$(command -v ncu || echo /usr/local/cuda/bin/ncu) --csv --cache-control ${NCU_CACHE:-all} --metrics gpu__time_duration.sum --launch-skip ${SKIP:-0} --launch-count ${COUNT:-40000} $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch $pb --seq 2048 --micro-batch $pb --warmup 1 --steps 1 --compute bf16 > $out/ncu-train.csv 2>&1"
       part profile-train 60 python3 scripts/ncu_summary.py "$out/ncu-train.csv" 60 --step adamw_update ;;
     profile-rollout) # where a captured decode step's GPU time goes (issue 13's batch: 64 prompts x G 8, 256 prompt tokens; PROFILE_SHAPE,
                      # default qwen2.5-1.5b; PROFILE_PROMPTS, PROFILE_PROMPT_TOKENS): a few steps under ncu, the last step summed
