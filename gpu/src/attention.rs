@@ -29,6 +29,7 @@ use burn::prelude::Tensor;
 use burn::tensor::FloatDType;
 
 use crate::kernels;
+use crate::key_mask::KeyMask;
 use crate::matmul::{matmul, Gemm};
 use crate::primitive::{inner, primitive};
 use crate::row_chunks;
@@ -40,7 +41,7 @@ pub const QUERY_CHUNK: usize = 512;
 /// `[b, kv_heads, t, hd]` with an additive `mask` `[b, 1, s, t]`, products in `compute`, softmax in
 /// f32. `None` unless the tensors are on an autodiff device of burn's `Cube` backend (CUDA, or
 /// CubeCL's CPU runtime in the `cube-cpu` tests).
-pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
+pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
     #[cfg(any(feature = "cuda", feature = "cube-cpu"))]
     {
         through_op::<burn::backend::Cube>(q, k, v, mask, compute, chunk)
@@ -55,7 +56,7 @@ pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, 
 /// The op's forward alone, for tensors outside autodiff (a reference or old-policy forward, a
 /// prefill): the same chunks, so no `S x S` scores and no masked keys' work. `None` unless the
 /// tensors are on a `Cube` device without autodiff.
-pub fn attention_untracked(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
+pub fn attention_untracked(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
     #[cfg(any(feature = "cuda", feature = "cube-cpu"))]
     {
         q.clone().try_into_primitive::<burn::backend::Cube>().ok()?;
@@ -70,7 +71,7 @@ pub fn attention_untracked(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &T
 
 /// [`attention_untracked`] on any device, for the CPU tests.
 #[doc(hidden)]
-pub fn attention_untracked_anywhere(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Tensor<4> {
+pub fn attention_untracked_anywhere(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, compute: FloatDType, chunk: usize) -> Tensor<4> {
     let d = Dims::of(q, k);
     let (output, _) = forward(q.clone(), k.clone(), v.clone(), mask, Settings { compute, chunk: chunk.max(1) });
     output.reshape([d.b, d.nkv * d.groups, d.s, d.hd])
@@ -78,11 +79,11 @@ pub fn attention_untracked_anywhere(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>,
 
 /// [`attention`] through the op on flex, for the CPU tests.
 #[doc(hidden)]
-pub fn attention_through_op(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
+pub fn attention_through_op(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
     through_op::<burn::backend::Flex>(q, k, v, mask, compute, chunk)
 }
 
-fn through_op<B: Gemm>(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, compute: FloatDType, chunk: usize) -> Option<Tensor<4>>
+fn through_op<B: Gemm>(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, compute: FloatDType, chunk: usize) -> Option<Tensor<4>>
 where
     DispatchTensor: DispatchKindConversion<B>
         + DispatchKindConversion<Autodiff<B, NoCheckpointing>>
@@ -93,13 +94,61 @@ where
     through_op_with::<B, NoCheckpointing>(q, k, v, mask, settings).or_else(|| through_op_with::<B, BalancedCheckpointing>(q, k, v, mask, settings))
 }
 
-fn through_op_with<B: Gemm, C: CheckpointStrategy>(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &Tensor<4>, settings: Settings) -> Option<Tensor<4>>
+fn through_op_with<B: Gemm, C: CheckpointStrategy>(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, settings: Settings) -> Option<Tensor<4>>
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B, C>>,
 {
     let to_autodiff = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<B, C>>().ok();
-    let (q, k, v, mask) = (to_autodiff(q)?, to_autodiff(k)?, to_autodiff(v)?, to_autodiff(mask)?);
-    Some(Tensor::from_primitive::<Autodiff<B, C>>(autodiff_attention::<B, C>(q, k, v, mask.primitive().clone(), settings)))
+    let (q, k, v) = (to_autodiff(q)?, to_autodiff(k)?, to_autodiff(v)?);
+    // the mask is a constant: its primitive on the inner backend
+    let mask = match mask {
+        KeyMask::Additive(m) => SavedMask::Additive(to_autodiff(m)?.primitive().clone()),
+        KeyMask::Runs { runs, keys } => SavedMask::Runs(runs.clone().try_into_primitive::<Autodiff<B, C>>().ok()?.primitive().clone(), *keys),
+    };
+    Some(Tensor::from_primitive::<Autodiff<B, C>>(autodiff_attention::<B, C>(q, k, v, mask, settings)))
+}
+
+/// A [`KeyMask`] as the op keeps it for its backward pass: the inner backend's primitive.
+#[derive(Debug, Clone)]
+enum SavedMask<B: Gemm> {
+    Additive(FloatTensor<B>),
+    Runs(FloatTensor<B>, usize),
+}
+
+impl<B: Gemm> SavedMask<B>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    fn key_mask(self) -> KeyMask {
+        match self {
+            SavedMask::Additive(m) => KeyMask::Additive(inner::<B, 4>(m)),
+            SavedMask::Runs(runs, keys) => KeyMask::Runs { runs: inner::<B, 3>(runs), keys },
+        }
+    }
+}
+
+/// The chunks' softmax: the fused kernel on a Cube device, else burn's ops on the additive mask
+/// (made once per call, on the first chunk that needs it).
+struct ChunkSoftmax<'a> {
+    mask: &'a KeyMask,
+    additive: std::cell::OnceCell<Tensor<4>>,
+}
+
+impl<'a> ChunkSoftmax<'a> {
+    fn new(mask: &'a KeyMask) -> Self {
+        ChunkSoftmax { mask, additive: std::cell::OnceCell::new() }
+    }
+    fn additive(&self) -> &Tensor<4> {
+        self.additive.get_or_init(|| self.mask.additive())
+    }
+    fn forward(&self, products: &Tensor<4>, i0: usize, c: usize, scale: f64) -> (Tensor<4>, Tensor<5>) {
+        kernels::attention_probs(products, self.mask, i0, c, scale).unwrap_or_else(|| kernels::reference::attention_probs(products, self.additive(), i0, c, scale))
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn backward(&self, products: &Tensor<4>, dprobs: &Tensor<4>, lse: &Tensor<5>, row_dot: &Tensor<5>, i0: usize, c: usize, scale: f64) -> (Tensor<4>, Tensor<4>) {
+        kernels::attention_probs_backward(products, dprobs, self.mask, lse, row_dot, i0, c, scale)
+            .unwrap_or_else(|| kernels::reference::attention_probs_backward(products, dprobs, self.additive(), lse, row_dot, i0, c, scale))
+    }
 }
 
 /// The op's settings: the products' dtype and the query positions per chunk.
@@ -114,7 +163,7 @@ struct Saved<B: Gemm> {
     q: NodeId,
     k: NodeId,
     v: NodeId,
-    mask: FloatTensor<B>,
+    mask: SavedMask<B>,
     /// `[b, kv_heads, groups, s, hd]` the output, for rowsum(dO O).
     output: FloatTensor<B>,
     /// `[b, kv_heads, groups, s, 1]`
@@ -165,17 +214,16 @@ fn chunk_products(q_c: Tensor<4>, k_c: Tensor<4>) -> Tensor<4> {
 }
 
 /// Output `[b, kv_heads, groups, s, hd]` and log-sum-exp `[b, kv_heads, groups, s, 1]`.
-fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, settings: Settings) -> (Tensor<5>, Tensor<5>) {
+fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &KeyMask, settings: Settings) -> (Tensor<5>, Tensor<5>) {
     let d = Dims::of(&q, &k);
+    let softmax = ChunkSoftmax::new(mask);
     let qg = q.reshape([d.b, d.nkv, d.groups, d.s, d.hd]).cast(settings.compute);
     let (k_c, v_c) = (k.cast(settings.compute), v.cast(settings.compute));
     let (mut outputs, mut lses) = (Vec::new(), Vec::new());
     for (i0, i1) in row_chunks(d.s, settings.chunk) {
         let (c, limit) = (i1 - i0, d.key_limit(i1));
         let products = chunk_products(d.rows(&qg, i0, i1), first_keys(&k_c, limit));
-        // the fused kernel on a Cube device, else the same maths in burn's ops
-        let (p, lse) = kernels::attention_probs(&products, mask, i0, c, d.scale())
-            .unwrap_or_else(|| kernels::reference::attention_probs(&products, mask, i0, c, d.scale()));
+        let (p, lse) = softmax.forward(&products, i0, c, d.scale());
         outputs.push(matmul(p, first_keys(&v_c, limit)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
         lses.push(lse);
     }
@@ -197,7 +245,8 @@ where
         let q = inner::<B, 4>(checkpointer.retrieve_node_output(saved.q));
         let k = inner::<B, 4>(checkpointer.retrieve_node_output(saved.k));
         let v = inner::<B, 4>(checkpointer.retrieve_node_output(saved.v));
-        let (mask, output, lse) = (inner::<B, 4>(saved.mask), inner::<B, 5>(saved.output), inner::<B, 5>(saved.lse));
+        let (mask, output, lse) = (saved.mask.key_mask(), inner::<B, 5>(saved.output), inner::<B, 5>(saved.lse));
+        let softmax = ChunkSoftmax::new(&mask);
         let d = Dims::of(&q, &k);
         // each gradient in its input's dtype (bf16 queries, keys and values get bf16 gradients):
         // an f32 gradient registered for a bf16 node reaches ops that take one dtype for both
@@ -232,8 +281,7 @@ where
             let row_dot = row_dots.clone().slice([0..d.b, 0..d.nkv, 0..d.groups, i0..i1, 0..1]);
             let do_flat = do_c.reshape([d.b, d.nkv, d.groups * c, d.hd]).cast(settings.compute);
             let dprobs = matmul(do_flat.clone(), v_l.swap_dims(2, 3));
-            let (p, ds) = kernels::attention_probs_backward(&products, &dprobs, &mask, &lse_c, &row_dot, i0, c, d.scale())
-                .unwrap_or_else(|| kernels::reference::attention_probs_backward(&products, &dprobs, &mask, &lse_c, &row_dot, i0, c, d.scale()));
+            let (p, ds) = softmax.backward(&products, &dprobs, &lse_c, &row_dot, i0, c, d.scale());
             dq.push(matmul(ds.clone(), k_l).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
             dk = add(dk, matmul(ds.swap_dims(2, 3), q_c).cast(FloatDType::F32));
             dv = add(dv, matmul(p.swap_dims(2, 3), do_flat).cast(FloatDType::F32));
@@ -257,7 +305,7 @@ fn autodiff_attention<B: Gemm, C: CheckpointStrategy>(
     q: FloatTensor<Autodiff<B, C>>,
     k: FloatTensor<Autodiff<B, C>>,
     v: FloatTensor<Autodiff<B, C>>,
-    mask: FloatTensor<B>,
+    mask: SavedMask<B>,
     settings: Settings,
 ) -> FloatTensor<Autodiff<B, C>>
 where
@@ -265,7 +313,7 @@ where
 {
     let (qi, ki) = (inner::<B, 4>(q.primitive().clone()), inner::<B, 4>(k.primitive().clone()));
     let d = Dims::of(&qi, &ki);
-    let (output, lse) = forward(qi, ki, inner::<B, 4>(v.primitive().clone()), &inner::<B, 4>(mask.clone()), settings);
+    let (output, lse) = forward(qi, ki, inner::<B, 4>(v.primitive().clone()), &mask.clone().key_mask(), settings);
     let result = primitive::<B, 4>(output.clone().reshape([d.b, d.nkv * d.groups, d.s, d.hd]));
     match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
         OpsKind::Tracked(mut prep) => {
@@ -310,9 +358,20 @@ mod tests {
         Tensor::<4>::from_data(TensorData::new(m, [b, 1, s, s]), device)
     }
 
-    /// The output and the gradients of q, k, v under `sum(w ⊙ out)`, through the op or as burn's
-    /// graph (the model's attention before the op: grouped heads, additive mask, softmax in f32).
+    /// [`causal_mask`] as each query's run of keys.
+    fn causal_runs(b: usize, s: usize, device: &Device) -> KeyMask {
+        let runs: Vec<(u32, u32)> = (0..b).flat_map(|r| (0..s as u32).map(move |i| (if r == 1 && i >= 2 { 2 } else if r == 1 { i } else { 0 }, i + 1))).collect();
+        KeyMask::from_runs(&runs, b, s, device)
+    }
+
+    /// The output and the gradients of q, k, v under `sum(w ⊙ out)`, through the op (its mask
+    /// additive, or as runs) or as burn's graph (the model's attention before the op: grouped
+    /// heads, additive mask, softmax in f32).
     fn run(use_op: bool, compute: FloatDType, chunk: usize, checkpointing: bool) -> [TensorData; 4] {
+        run_with(use_op, false, compute, chunk, checkpointing)
+    }
+
+    fn run_with(use_op: bool, runs: bool, compute: FloatDType, chunk: usize, checkpointing: bool) -> [TensorData; 4] {
         let device = Device::default().autodiff();
         let device = if checkpointing { device.gradient_checkpointing() } else { device };
         let (b, nh, nkv, s, hd) = (2, 6, 2, 7, 4);
@@ -321,8 +380,9 @@ mod tests {
         let v = random([b, nkv, s, hd], 3, &device).require_grad();
         let w = random([b, nh, s, hd], 4, &device);
         let mask = causal_mask(b, s, &device);
+        let key_mask = if runs { causal_runs(b, s, &device) } else { KeyMask::Additive(mask.clone()) };
         let out = if use_op {
-            attention_through_op(&q, &k, &v, &mask, compute, chunk).expect("flex tensors")
+            attention_through_op(&q, &k, &v, &key_mask, compute, chunk).expect("flex tensors")
         } else {
             let groups = nh / nkv;
             let qg = q.clone().reshape([b, nkv, groups * s, hd]).cast(compute);
@@ -346,7 +406,16 @@ mod tests {
             // with gradient checkpointing the graph is another autodiff backend type: the op still runs
             let ours = run(true, compute, 3, true);
             crate::check::assert_all_close(&["output", "dq", "dk", "dv"], &ours, &reference, tol, &format!("{compute:?}, gradient checkpointing"));
+            // the mask as runs (what the model sends where the kernels run)
+            let ours = run_with(true, true, compute, 3, false);
+            crate::check::assert_all_close(&["output", "dq", "dk", "dv"], &ours, &reference, tol, &format!("{compute:?}, mask as runs"));
         }
+    }
+
+    #[test]
+    fn the_test_runs_are_the_test_mask() {
+        let device = Device::default();
+        assert_eq!(causal_runs(2, 7, &device).additive().into_data(), causal_mask(2, 7, &device).into_data());
     }
 
     #[test]
@@ -358,7 +427,7 @@ mod tests {
         let k = random([b, nkv, s, hd], 2, &device).cast(FloatDType::BF16).require_grad();
         let v = random([b, nkv, s, hd], 3, &device).require_grad();
         let mask = causal_mask(b, s, &device);
-        let out = attention_through_op(&q, &k, &v, &mask, FloatDType::BF16, 2).expect("flex tensors");
+        let out = attention_through_op(&q, &k, &v, &KeyMask::Additive(mask), FloatDType::BF16, 2).expect("flex tensors");
         let grads = out.sum().backward();
         assert_eq!(q.grad(&grads).unwrap().dtype(), FloatDType::BF16.into());
         assert_eq!(k.grad(&grads).unwrap().dtype(), FloatDType::BF16.into());
@@ -375,9 +444,11 @@ mod tests {
         let scores = q.clone().reshape([b, nkv, groups * s, hd]).matmul(k.clone().swap_dims(2, 3)).reshape([b, nkv, groups, s, s]);
         let p = softmax(scores * (1.0 / (hd as f64).sqrt()) + mask.clone().unsqueeze_dim::<5>(1), 4).reshape([b, nkv, groups * s, s]);
         let reference = p.matmul(v.clone()).reshape([b, nh, s, hd]).into_data();
-        for chunk in [1, 3, 7, 64] {
-            let ours = attention_untracked_anywhere(&q, &k, &v, &mask, FloatDType::F32, chunk).into_data();
-            crate::check::assert_all_close(&["output"], &[ours], &[reference.clone()], 1e-5, &format!("chunks of {chunk}"));
+        for (key_mask, form) in [(KeyMask::Additive(mask.clone()), "additive"), (causal_runs(b, s, &device), "runs")] {
+            for chunk in [1, 3, 7, 64] {
+                let ours = attention_untracked_anywhere(&q, &k, &v, &key_mask, FloatDType::F32, chunk).into_data();
+                crate::check::assert_all_close(&["output"], &[ours], &[reference.clone()], 1e-5, &format!("{form}, chunks of {chunk}"));
+            }
         }
     }
 
@@ -386,6 +457,6 @@ mod tests {
         let device = Device::default();
         let x = random([1, 2, 3, 4], 5, &device);
         let mask = Tensor::<4>::zeros([1, 1, 3, 3], &device);
-        assert!(attention_through_op(&x, &x, &x, &mask, FloatDType::F32, 2).is_none());
+        assert!(attention_through_op(&x, &x, &x, &KeyMask::Additive(mask), FloatDType::F32, 2).is_none());
     }
 }

@@ -22,11 +22,13 @@ mod fused;
 mod nccl;
 pub mod attention;
 pub mod kernels;
+mod key_mask;
 pub mod layout;
 pub mod logprobs;
 mod matmul;
 mod primitive;
 
+pub use key_mask::{KeyMask, BLOCKED};
 pub use matmul::{Gemm, matmul, matmul_compute, matmul_in, matmul_through_op};
 
 use burn::prelude::{Device, Tensor};

@@ -92,7 +92,7 @@ struct Saved {
     config: ModelConfig,
     compute: FloatDType,
     rope: RopeTables,
-    mask: Tensor<4>,
+    mask: r1kit_gpu::KeyMask,
 }
 
 #[derive(Debug)]
@@ -141,7 +141,7 @@ where
 
 /// The block as one op that keeps only `x` for the backward pass; `None` unless `x` is a tracked
 /// tensor of an autodiff device (then the caller runs the block as usual).
-pub(crate) fn recomputed_block(config: &ModelConfig, compute: FloatDType, layer: &Layer, x: Tensor<3>, rope: &RopeTables, mask: &Tensor<4>) -> Option<Tensor<3>> {
+pub(crate) fn recomputed_block(config: &ModelConfig, compute: FloatDType, layer: &Layer, x: Tensor<3>, rope: &RopeTables, mask: &r1kit_gpu::KeyMask) -> Option<Tensor<3>> {
     #[cfg(feature = "cuda")]
     if let Some(y) = through::<burn::backend::Cube>(config, compute, layer, &x, rope, mask) {
         return Some(y);
@@ -149,14 +149,14 @@ pub(crate) fn recomputed_block(config: &ModelConfig, compute: FloatDType, layer:
     through::<burn::backend::Flex>(config, compute, layer, &x, rope, mask)
 }
 
-fn through<B: Backend>(config: &ModelConfig, compute: FloatDType, layer: &Layer, x: &Tensor<3>, rope: &RopeTables, mask: &Tensor<4>) -> Option<Tensor<3>>
+fn through<B: Backend>(config: &ModelConfig, compute: FloatDType, layer: &Layer, x: &Tensor<3>, rope: &RopeTables, mask: &r1kit_gpu::KeyMask) -> Option<Tensor<3>>
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B, NoCheckpointing>> + DispatchKindConversion<Autodiff<B, BalancedCheckpointing>>,
 {
     through_with::<B, NoCheckpointing>(config, compute, layer, x, rope, mask).or_else(|| through_with::<B, BalancedCheckpointing>(config, compute, layer, x, rope, mask))
 }
 
-fn through_with<B: Backend, C: CheckpointStrategy>(config: &ModelConfig, compute: FloatDType, layer: &Layer, x: &Tensor<3>, rope: &RopeTables, mask: &Tensor<4>) -> Option<Tensor<3>>
+fn through_with<B: Backend, C: CheckpointStrategy>(config: &ModelConfig, compute: FloatDType, layer: &Layer, x: &Tensor<3>, rope: &RopeTables, mask: &r1kit_gpu::KeyMask) -> Option<Tensor<3>>
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B, C>>,
 {
@@ -168,7 +168,7 @@ where
     let x_in: Tensor<3> = Tensor::from_primitive::<B>(xa.primitive().clone());
     let inner_layer = layer.with_tensors(pa.iter().map(|p| Tensor::from_primitive::<B>(p.primitive().clone())).collect());
     let rope_in = RopeTables { cos: rope.cos.clone().inner(), sin: rope.sin.clone().inner() };
-    let mask_in = mask.clone().inner();
+    let mask_in = mask.inner();
     let y = block_forward(config, compute, &inner_layer, x_in.clone(), &rope_in, &mask_in, None);
     // parents: the input, the parameters, then an untracked tensor as padding
     let pad = crate::device::autodiff_like(Tensor::<2>::zeros([1, 1], &mask_in.device()), x).try_into_primitive::<Autodiff<B, C>>().ok()?;

@@ -6,7 +6,7 @@
 
 use burn::prelude::*;
 use r1kit_gpu::kernels::reference::cast_to;
-use r1kit_gpu::{matmul_compute, matmul_in};
+use r1kit_gpu::{matmul_compute, matmul_in, KeyMask};
 use burn::tensor::FloatDType;
 
 use rand::rngs::StdRng;
@@ -287,7 +287,7 @@ impl Model {
         let device = self.device();
         let ids = token_tensor(tokens, &device);
         let rope = RopeTables::new(&self.inv_freq, positions, batch, seq, &device);
-        let mask = mask.to_tensor(&device);
+        let mask = mask.to_key_mask(&device);
         let mut cache = cache.map(CacheAccess::Append);
         let hidden = self.forward_ids(ids, batch, &rope, &mask, cache.as_mut());
         if let Some(CacheAccess::Append(cache)) = cache {
@@ -304,7 +304,8 @@ impl Model {
     pub fn decode_fixed(&self, inputs: &DecodeInputs, cache: &mut KvCache) -> Tensor<2> {
         let [batch] = inputs.ids.dims();
         let mut access = CacheAccess::Fixed(cache, &inputs.slot);
-        let hidden = self.forward_ids(inputs.ids.clone(), batch, &inputs.rope, &inputs.mask, Some(&mut access));
+        let mask = KeyMask::Additive(inputs.mask.clone());
+        let hidden = self.forward_ids(inputs.ids.clone(), batch, &inputs.rope, &mask, Some(&mut access));
         self.logits_2d(hidden.reshape([batch, self.config.hidden_size]))
     }
 
@@ -313,7 +314,7 @@ impl Model {
         ids: Tensor<1, Int>,
         batch: usize,
         rope: &RopeTables,
-        mask: &Tensor<4>,
+        mask: &KeyMask,
         mut cache: Option<&mut CacheAccess>,
     ) -> Tensor<3> {
         let [n] = ids.dims();
@@ -340,7 +341,7 @@ pub(crate) fn block_forward(
     layer: &Layer,
     x: Tensor<3>,
     rope: &RopeTables,
-    mask: &Tensor<4>,
+    mask: &KeyMask,
     cache: Option<(&mut CacheAccess, usize)>,
 ) -> Tensor<3> {
     let [b, s, _] = x.dims();
@@ -462,8 +463,8 @@ fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(ids, [tokens.len()]), device)
 }
 
-/// Scaled dot-product attention with grouped-query heads; `mask` is additive `[b, 1, s, t]`.
-fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute: FloatDType) -> Tensor<4> {
+/// Scaled dot-product attention with grouped-query heads; `mask` `[b, 1, s, t]` in either form.
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &KeyMask, compute: FloatDType) -> Tensor<4> {
     // On a Cube autodiff device (training on CUDA; CubeCL's CPU runtime in the tests): one op that
     // keeps no S x S scores for the backward pass, its softmax a fused kernel each way.
     if let Some(out) = r1kit_gpu::attention::attention(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK) {
@@ -477,11 +478,11 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>, compute
     let fused = if s > 1 {
         r1kit_gpu::attention::attention_untracked(&q, &k, &v, mask, compute, r1kit_gpu::attention::QUERY_CHUNK)
     } else if r1kit_gpu::kernels::decode_attention_in_rollouts() {
-        r1kit_gpu::kernels::decode_attention(&q, &k, &v, mask, scale)
+        r1kit_gpu::kernels::decode_attention(&q, &k, &v, &mask.additive(), scale)
     } else {
         None
     };
-    fused.unwrap_or_else(|| r1kit_gpu::kernels::reference::grouped_attention(q, k, v, mask, scale, |a, b| matmul_in(a, b, compute)))
+    fused.unwrap_or_else(|| r1kit_gpu::kernels::reference::grouped_attention(q, k, v, &mask.additive(), scale, |a, b| matmul_in(a, b, compute)))
 }
 
 impl Model {

@@ -1,14 +1,21 @@
 //! The attention's softmax over one chunk of query rows (`crate::attention`), forward and
 //! backward, each one kernel over the chunk's `Q K^T` products as the GEMM wrote them.
 //!
-//! Forward, one cube per row: `x = product * scale + mask`, `p = exp(x - max) / sum`, written in
-//! the products' dtype (the `P V` GEMM's), and the row's log-sum-exp `max + ln(sum)` (f32).
-//! Backward, one unit per element (a grid of key blocks by rows): `p = exp(x - lse)` recomputed, `ds = (dp - rowsum(dO O)) * p *
-//! scale`, both in the products' dtype (the `dV`, `dQ`, `dK` GEMMs'). Each replaces ~10 of burn's
-//! kernels over the `rows x keys` scores (casts to f32 and back, scale, mask, max, exp, sum, div).
+//! Forward, one cube per row: `x = product * scale + mask`, the row's maximum and `sum exp(x -
+//! max)` in one pass (each unit's running maximum rescales its sum, then the cube combines them),
+//! then `p = exp(x - max) / sum` written in the products' dtype (the `P V` GEMM's), and the row's
+//! log-sum-exp `max + ln(sum)` (f32). Backward, one unit per element (a grid of key blocks by
+//! rows): `p = exp(x - lse)` recomputed, `ds = (dp - rowsum(dO O)) * p * scale`, both in the
+//! products' dtype (the `dV`, `dQ`, `dK` GEMMs'). Each replaces ~10 of burn's kernels over the
+//! `rows x keys` scores (casts to f32 and back, scale, mask, max, exp, sum, div).
+//!
+//! The mask comes in either of [`KeyMask`]'s forms: the dense additive one, read per score, or each
+//! query's run of visible keys, so that a row reads two numbers instead of `keys` mask values, and
+//! keys outside its run are written as zeros without reading their products.
 //!
 //! Rows are the products' `[b, kv_heads, groups * chunk, keys]` flattened: row `r` is query
-//! `first_query + r % chunk` of batch entry `r / (rows / b)`; the additive mask is `[b, 1, s, t]`.
+//! `first_query + r % chunk` of batch entry `r / (rows / b)`; the additive mask is `[b, 1, s, t]`,
+//! the runs `[b, s, 2]`.
 
 use burn::prelude::Tensor;
 use burn::tensor::{DType, Shape};
@@ -17,6 +24,7 @@ use cubecl::prelude::*;
 
 use super::cube_reduce::{cube_max, cube_sum};
 use super::launch::{buffer, cast, contiguous, cube_primitive, elements, empty, row_units, with_float_type, Cube};
+use crate::key_mask::KeyMask;
 
 /// Where a chunk's rows sit in the mask: one launch argument of both kernels.
 #[derive(CubeType, CubeLaunch)]
@@ -29,12 +37,12 @@ struct Rows {
     per_batch: usize,
     /// The chunk's first query position.
     first_query: usize,
-    /// The mask's `[s, t]`.
+    /// The mask's queries `s`, and its values per query: `t` (additive) or 2 (runs).
     mask_queries: usize,
     mask_keys: usize,
 }
 
-/// Where row `row`'s mask values start.
+/// Where row `row`'s mask values (or its run) start.
 #[cube]
 fn mask_row_start(rows: &Rows, row: usize) -> usize {
     ((row / rows.per_batch) * rows.mask_queries + rows.first_query + row % rows.chunk) * rows.mask_keys
@@ -49,33 +57,54 @@ fn attention_softmax_forward<F: Float>(
     rows: Rows,
     scale: f32,
     #[comptime] units: usize,
+    #[comptime] by_runs: bool,
 ) {
     let row = CUBE_POS;
     let keys = rows.keys;
     let base = row * keys;
     let mask_base = mask_row_start(&rows, row);
-    // below any score: a mask blocks with -1e30, so a fully blocked row still has a finite maximum
+    // the keys this row can see: its run, or all (the additive mask then blocks some)
+    let mut lo = 0usize;
+    let mut hi = keys;
+    if by_runs {
+        lo = usize::cast_from(mask[mask_base]);
+        hi = usize::min(usize::cast_from(mask[mask_base + 1]), keys);
+    }
+    // one pass for both: each unit's running maximum, its sum of exp(x - maximum) rescaled as the
+    // maximum grows; below any score, so a fully blocked dense row still has a finite maximum
     let mut largest = f32::new(-3.0e38);
-    let mut j = UNIT_POS as usize;
-    while j < keys {
-        largest = f32::max(largest, f32::cast_from(products[base + j]) * scale + mask[mask_base + j]);
+    let mut sum = 0.0f32;
+    let mut j = lo + UNIT_POS as usize;
+    while j < hi {
+        let mut x = f32::cast_from(products[base + j]) * scale;
+        if !by_runs {
+            x += mask[mask_base + j];
+        }
+        if x > largest {
+            sum = sum * f32::exp(largest - x) + 1.0;
+            largest = x;
+        } else {
+            sum += f32::exp(x - largest);
+        }
         j += units;
     }
     let max = cube_max(largest, units);
-    let mut sum = 0.0f32;
-    let mut j = UNIT_POS as usize;
-    while j < keys {
-        sum += f32::exp(f32::cast_from(products[base + j]) * scale + mask[mask_base + j] - max);
-        j += units;
-    }
-    let total = cube_sum(sum, units);
+    let total = cube_sum(sum * f32::exp(largest - max), units);
     if UNIT_POS == 0 {
         lse[row] = max + f32::ln(total);
     }
     let inverse = 1.0f32 / total;
     let mut j = UNIT_POS as usize;
     while j < keys {
-        probs[base + j] = F::cast_from(f32::exp(f32::cast_from(products[base + j]) * scale + mask[mask_base + j] - max) * inverse);
+        let mut p = 0.0f32;
+        if j >= lo && j < hi {
+            let mut x = f32::cast_from(products[base + j]) * scale;
+            if !by_runs {
+                x += mask[mask_base + j];
+            }
+            p = f32::exp(x - max) * inverse;
+        }
+        probs[base + j] = F::cast_from(p);
         j += units;
     }
 }
@@ -92,6 +121,7 @@ fn attention_softmax_backward<F: Float>(
     dproducts: &mut [F],
     rows: Rows,
     scale: f32,
+    #[comptime] by_runs: bool,
 ) {
     // a grid of (key blocks, rows), the rows split over y and z past CUDA's 65,535 per dimension:
     // no division per element to find its row
@@ -99,15 +129,28 @@ fn attention_softmax_backward<F: Float>(
     let key = CUBE_POS_X as usize * CUBE_DIM_X as usize + UNIT_POS_X as usize;
     if key < rows.keys && row < lse.len() {
         let i = row * rows.keys + key;
-        let x = f32::cast_from(products[i]) * scale + mask[mask_row_start(&rows, row) + key];
-        let p = f32::exp(x - lse[row]);
+        let mask_base = mask_row_start(&rows, row);
+        let mut visible = true;
+        let mut bias = 0.0f32;
+        if by_runs {
+            visible = key >= usize::cast_from(mask[mask_base]) && key < usize::cast_from(mask[mask_base + 1]);
+        } else {
+            bias = mask[mask_base + key];
+        }
+        let mut p = 0.0f32;
+        let mut ds = 0.0f32;
+        if visible {
+            p = f32::exp(f32::cast_from(products[i]) * scale + bias - lse[row]);
+            ds = (f32::cast_from(dprobs[i]) - row_dot[row]) * p * scale;
+        }
         probs[i] = F::cast_from(p);
-        dproducts[i] = F::cast_from((f32::cast_from(dprobs[i]) - row_dot[row]) * p * scale);
+        dproducts[i] = F::cast_from(ds);
     }
 }
 
-/// The products, mask and row layout of one call; `None` where the shapes do not fit.
-fn prepare(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize) -> Option<(CubeTensor, CubeTensor, RowsLaunch, usize)> {
+/// The products, the mask (additive, or the runs), the row layout of one call and whether the mask
+/// is runs; `None` where the shapes do not fit.
+fn prepare(products: &Tensor<4>, mask: &KeyMask, first_query: usize, chunk: usize) -> Option<(CubeTensor, CubeTensor, RowsLaunch, usize, bool)> {
     let [b, _, _, keys] = products.dims();
     let [mb, one, mask_queries, mask_keys] = mask.dims();
     let rows = products.dims()[..3].iter().product::<usize>();
@@ -115,14 +158,17 @@ fn prepare(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: us
         return None;
     }
     let products = contiguous(cube_primitive(products)?);
-    let mask = contiguous(cast(cube_primitive(mask)?, DType::F32));
-    let layout = RowsLaunch::new(keys, chunk, rows / b, first_query, mask_queries, mask_keys);
-    Some((products, mask, layout, rows))
+    let (values, per_query, by_runs) = match mask {
+        KeyMask::Additive(mask) => (contiguous(cast(cube_primitive(mask)?, DType::F32)), mask_keys, false),
+        KeyMask::Runs { runs, .. } => (contiguous(cast(cube_primitive(runs)?, DType::F32)), 2, true),
+    };
+    let layout = RowsLaunch::new(keys, chunk, rows / b, first_query, mask_queries, per_query);
+    Some((products, values, layout, rows, by_runs))
 }
 
 /// See [`super::attention_probs`].
-pub(super) fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<1>)> {
-    let (products, mask, layout, rows) = prepare(products, mask, first_query, chunk)?;
+pub(super) fn attention_probs(products: &Tensor<4>, mask: &KeyMask, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<1>)> {
+    let (products, mask, layout, rows, by_runs) = prepare(products, mask, first_query, chunk)?;
     let probs = empty(&products, products.meta.shape().clone(), products.dtype);
     let lse = empty(&products, Shape::new([rows]), DType::F32);
     let units = row_units(&products);
@@ -138,6 +184,7 @@ pub(super) fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_quer
             layout,
             scale as f32,
             units,
+            by_runs,
         )
     });
     Some((Tensor::from_primitive::<Cube>(probs), Tensor::from_primitive::<Cube>(lse)))
@@ -148,7 +195,7 @@ pub(super) fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_quer
 pub(super) fn attention_probs_backward<const L: usize>(
     products: &Tensor<4>,
     dprobs: &Tensor<4>,
-    mask: &Tensor<4>,
+    mask: &KeyMask,
     lse: &Tensor<L>,
     row_dot: &Tensor<L>,
     first_query: usize,
@@ -159,7 +206,7 @@ pub(super) fn attention_probs_backward<const L: usize>(
         return None;
     }
     let keys = products.dims()[3];
-    let (products, mask, layout, rows) = prepare(products, mask, first_query, chunk)?;
+    let (products, mask, layout, rows, by_runs) = prepare(products, mask, first_query, chunk)?;
     let row_values = |t: &Tensor<L>| Some(contiguous(cast(cube_primitive(t)?, DType::F32))).filter(|t| elements(t) == rows);
     let (lse, row_dot, dprobs) = (row_values(lse)?, row_values(row_dot)?, contiguous(cube_primitive(dprobs)?));
     let probs = empty(&products, products.meta.shape().clone(), products.dtype);
@@ -180,6 +227,7 @@ pub(super) fn attention_probs_backward<const L: usize>(
             buffer(&dproducts),
             layout,
             scale as f32,
+            by_runs,
         )
     });
     Some((Tensor::from_primitive::<Cube>(probs), Tensor::from_primitive::<Cube>(dproducts)))
@@ -191,6 +239,7 @@ mod tests {
     use crate::check::{assert_all_close, Rng};
     use burn::prelude::{Device, Tensor, TensorData};
     use burn::tensor::FloatDType;
+    use crate::key_mask::KeyMask;
 
     fn random<const D: usize>(shape: [usize; D], seed: u64, scale: f64, device: &Device) -> Tensor<D> {
         let values = Rng::new(seed).normals(shape.iter().product(), scale);
@@ -212,6 +261,23 @@ mod tests {
         Tensor::from_data(TensorData::new(m, [b, 1, s, s]), device)
     }
 
+    /// [`mask`]'s runs: query `i` sees keys `0..=i`, but from 1 in batch entry 1 (its first key padding).
+    fn runs(b: usize, s: usize, device: &Device) -> KeyMask {
+        let runs: Vec<(u32, u32)> = (0..b).flat_map(|r| (0..s as u32).map(move |i| (u32::from(r == 1 && i > 0), i + 1))).collect();
+        KeyMask::from_runs(&runs, b, s, device)
+    }
+
+    /// The kernels' mask in both forms (they must agree with burn's ops on the additive one).
+    fn both_forms(b: usize, s: usize, device: &Device) -> [(KeyMask, &'static str); 2] {
+        [(KeyMask::Additive(mask(b, s, device)), "additive mask"), (runs(b, s, device), "runs")]
+    }
+
+    #[test]
+    fn the_runs_are_the_additive_mask() {
+        let device = Device::cpu();
+        assert_eq!(runs(B, S, &device).additive().into_data(), mask(B, S, &device).into_data());
+    }
+
     const B: usize = 2;
     const KV: usize = 2;
     const GROUPS: usize = 3;
@@ -229,14 +295,16 @@ mod tests {
     fn forward_gives_burns_softmax_and_log_sum_exp() {
         let device = Device::cpu();
         let mask = mask(B, S, &device);
-        for (dtype, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 1e-2)] {
-            for (first, chunk, keys) in CHUNKS {
-                let products = random([B, KV, GROUPS * chunk, keys], 1, 3.0, &device).cast(dtype);
-                let (p, lse) = attention_probs(&products, &mask, first, chunk, 0.3).expect("a Cube device");
-                let (p_ref, lse_ref) = reference::attention_probs(&products, &mask, first, chunk, 0.3);
-                assert_eq!(p.dtype(), dtype.into());
-                assert_eq!(lse.dims(), [B, KV, GROUPS, chunk, 1]);
-                assert_all_close(&["p", "lse"], &[f32_data(p), lse.into_data()], &[f32_data(p_ref), lse_ref.into_data()], tol, &format!("{dtype:?}, chunk at {first}"));
+        for (key_mask, form) in both_forms(B, S, &device) {
+            for (dtype, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 1e-2)] {
+                for (first, chunk, keys) in CHUNKS {
+                    let products = random([B, KV, GROUPS * chunk, keys], 1, 3.0, &device).cast(dtype);
+                    let (p, lse) = attention_probs(&products, &key_mask, first, chunk, 0.3).expect("a Cube device");
+                    let (p_ref, lse_ref) = reference::attention_probs(&products, &mask, first, chunk, 0.3);
+                    assert_eq!(p.dtype(), dtype.into());
+                    assert_eq!(lse.dims(), [B, KV, GROUPS, chunk, 1]);
+                    assert_all_close(&["p", "lse"], &[f32_data(p), lse.into_data()], &[f32_data(p_ref), lse_ref.into_data()], tol, &format!("{form}, {dtype:?}, chunk at {first}"));
+                }
             }
         }
     }
@@ -245,15 +313,17 @@ mod tests {
     fn backward_gives_burns_probabilities_and_score_gradients() {
         let device = Device::cpu();
         let mask = mask(B, S, &device);
-        for (dtype, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 2e-2)] {
-            for (first, chunk, keys) in CHUNKS {
-                let products = random([B, KV, GROUPS * chunk, keys], 2, 3.0, &device).cast(dtype);
-                let dprobs = random([B, KV, GROUPS * chunk, keys], 3, 1.0, &device).cast(dtype);
-                let row_dot = random([B, KV, GROUPS, chunk, 1], 4, 1.0, &device);
-                let (_, lse) = reference::attention_probs(&products, &mask, first, chunk, 0.3);
-                let (p, ds) = attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first, chunk, 0.3).expect("a Cube device");
-                let (p_ref, ds_ref) = reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first, chunk, 0.3);
-                assert_all_close(&["p", "ds"], &[f32_data(p), f32_data(ds)], &[f32_data(p_ref), f32_data(ds_ref)], tol, &format!("{dtype:?}, chunk at {first}"));
+        for (key_mask, form) in both_forms(B, S, &device) {
+            for (dtype, tol) in [(FloatDType::F32, 1e-5), (FloatDType::BF16, 2e-2)] {
+                for (first, chunk, keys) in CHUNKS {
+                    let products = random([B, KV, GROUPS * chunk, keys], 2, 3.0, &device).cast(dtype);
+                    let dprobs = random([B, KV, GROUPS * chunk, keys], 3, 1.0, &device).cast(dtype);
+                    let row_dot = random([B, KV, GROUPS, chunk, 1], 4, 1.0, &device);
+                    let (_, lse) = reference::attention_probs(&products, &mask, first, chunk, 0.3);
+                    let (p, ds) = attention_probs_backward(&products, &dprobs, &key_mask, &lse, &row_dot, first, chunk, 0.3).expect("a Cube device");
+                    let (p_ref, ds_ref) = reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first, chunk, 0.3);
+                    assert_all_close(&["p", "ds"], &[f32_data(p), f32_data(ds)], &[f32_data(p_ref), f32_data(ds_ref)], tol, &format!("{form}, {dtype:?}, chunk at {first}"));
+                }
             }
         }
     }
@@ -265,11 +335,12 @@ mod tests {
         let device = Device::cpu();
         let (groups, s) = (33, 2048);
         let mask = mask(1, s, &device);
+        let key_mask = KeyMask::Additive(mask.clone());
         let products = random([1, 1, groups * s, 1], 6, 3.0, &device);
         let dprobs = random([1, 1, groups * s, 1], 7, 1.0, &device);
         let row_dot = random([1, 1, groups, s, 1], 8, 1.0, &device);
         let (_, lse) = reference::attention_probs(&products, &mask, 0, s, 0.3);
-        let (p, ds) = attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, 0, s, 0.3).expect("a Cube device");
+        let (p, ds) = attention_probs_backward(&products, &dprobs, &key_mask, &lse, &row_dot, 0, s, 0.3).expect("a Cube device");
         let (p_ref, ds_ref) = reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, 0, s, 0.3);
         assert_all_close(&["p", "ds"], &[f32_data(p), f32_data(ds)], &[f32_data(p_ref), f32_data(ds_ref)], 1e-5, "67,584 rows");
     }
@@ -280,8 +351,9 @@ mod tests {
         let mask = mask(B, S, &device);
         let products = random([B, KV, GROUPS * 4, 4], 5, 1.0, &device);
         // the chunk runs past the mask's queries; rows not a multiple of the chunk; another batch
-        assert!(attention_probs(&products, &mask, 8, 4, 0.3).is_none());
-        assert!(attention_probs(&products, &mask, 0, 5, 0.3).is_none());
-        assert!(attention_probs(&products, &mask.clone().slice([0..1, 0..1, 0..S, 0..S]), 0, 4, 0.3).is_none());
+        assert!(attention_probs(&products, &KeyMask::Additive(mask.clone()), 8, 4, 0.3).is_none());
+        assert!(attention_probs(&products, &KeyMask::Additive(mask.clone()), 0, 5, 0.3).is_none());
+        assert!(attention_probs(&products, &KeyMask::Additive(mask.clone().slice([0..1, 0..1, 0..S, 0..S])), 0, 4, 0.3).is_none());
+        assert!(attention_probs(&products, &runs(1, S, &device), 0, 4, 0.3).is_none());
     }
 }

@@ -108,17 +108,20 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
     let mut scores = |std: f64| Tensor::<4>::from_data(TensorData::new(rng.normals(score_rows * seq, std), [1, kv_heads, score_rows / kv_heads, seq]), &device).inner().cast(dtype);
     let (products, dprobs) = (scores(4.0), scores(1.0));
     let mask = causal_mask(seq, &device);
+    // the kernels take the mask as the model now sends it, each query's run of keys; burn's ops the additive form
+    let runs: Vec<(u32, u32)> = (0..seq as u32).map(|i| (0, i + 1)).collect();
+    let key_runs = crate::KeyMask::from_runs(&runs, 1, seq, &mask.device());
     let row_dot = Tensor::<4>::from_data(TensorData::new(rng.normals(score_rows, 1.0), [1, kv_heads, score_rows / kv_heads, 1]), &device).inner();
     let scale = 1.0 / (head_dim as f64).sqrt();
     let softmax = |fused: bool| -> Result<Vec<Tensor<2>>> {
         let (p, lse) = if fused {
-            super::attention_probs(&products, &mask, first_query, chunk, scale).ok_or_else(|| anyhow::anyhow!("softmax: the kernel declined"))?
+            super::attention_probs(&products, &key_runs, first_query, chunk, scale).ok_or_else(|| anyhow::anyhow!("softmax: the kernel declined"))?
         } else {
             super::reference::attention_probs(&products, &mask, first_query, chunk, scale)
         };
         let lse = lse.reshape([1, kv_heads, score_rows / kv_heads, 1]);
         let (p_again, ds) = if fused {
-            super::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first_query, chunk, scale).ok_or_else(|| anyhow::anyhow!("softmax backward: the kernel declined"))?
+            super::attention_probs_backward(&products, &dprobs, &key_runs, &lse, &row_dot, first_query, chunk, scale).ok_or_else(|| anyhow::anyhow!("softmax backward: the kernel declined"))?
         } else {
             super::reference::attention_probs_backward(&products, &dprobs, &mask, &lse, &row_dot, first_query, chunk, scale)
         };

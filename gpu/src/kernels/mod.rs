@@ -40,6 +40,8 @@ mod rope;
 mod swiglu;
 
 use burn::prelude::{Int, Tensor};
+
+use crate::key_mask::KeyMask;
 use burn::tensor::FloatDType;
 
 /// Whether this build has the fused kernels and they are not switched off by
@@ -145,13 +147,13 @@ pub fn rope(x: &Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Option<Tensor<4>
 }
 
 /// The attention's softmax over a chunk of query rows, from the chunk's `Q K^T` products
-/// `[b, kv_heads, groups * chunk, keys]` (the GEMM's output, any float dtype) and the additive mask
-/// `[b, 1, s, t]` (the chunk's queries are `first_query..first_query + chunk`, its keys the first
+/// `[b, kv_heads, groups * chunk, keys]` (the GEMM's output, any float dtype) and the mask
+/// `[b, 1, s, t]` in either form (the chunk's queries are `first_query..first_query + chunk`, its keys the first
 /// `keys`): `p = softmax(products * scale + mask)` computed in f32 and written in the products'
 /// dtype (the `P V` GEMM's), and each row's log-sum-exp `[b, kv_heads, groups, chunk, 1]` f32 for
 /// the backward pass. Not an autodiff op: the attention op's own forward calls it. `None` off a
 /// `Cube` device or for shapes that do not fit.
-pub fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<5>)> {
+pub fn attention_probs(products: &Tensor<4>, mask: &KeyMask, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<5>)> {
     if !enabled() {
         return None;
     }
@@ -177,7 +179,7 @@ pub fn attention_probs(products: &Tensor<4>, mask: &Tensor<4>, first_query: usiz
 pub fn attention_probs_backward<const L: usize>(
     products: &Tensor<4>,
     dprobs: &Tensor<4>,
-    mask: &Tensor<4>,
+    mask: &KeyMask,
     lse: &Tensor<L>,
     row_dot: &Tensor<L>,
     first_query: usize,
