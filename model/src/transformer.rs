@@ -40,7 +40,11 @@ impl Linear {
         let features = self.weight.dims()[0];
         let mut y = cast_to(matmul_compute(x.reshape([b * s, i]), self.weight.clone().transpose(), compute), out);
         if let Some(bias) = &self.bias {
-            y = y + cast_to(bias.clone(), out);
+            // one op of ours on a Cube device (its gradient an f32 sum over the rows), else burn's add
+            y = match r1kit_gpu::kernels::add_bias(&y, bias) {
+                Some(sum) => sum,
+                None => y + cast_to(bias.clone(), out),
+            };
         }
         y.reshape([b, s, features])
     }

@@ -21,6 +21,10 @@
 mod adamw;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod attention_softmax;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod bias;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod column_sums;
 pub mod compare;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod cube_reduce;
@@ -107,6 +111,24 @@ pub fn rms_norm<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, eps: f64, out
     #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
     {
         let _ = (x, weight, eps, out);
+        None
+    }
+}
+
+/// A linear layer's bias added to its product: `y + bias` with `y` `[rows, cols]` in any float dtype
+/// and `bias` `[1, cols]` (f32, a parameter), returned in `y`'s dtype; when tracked, the bias's
+/// gradient is the f32 sum of `dy` over the rows, in two kernels. `None` off a `Cube` device.
+pub fn add_bias(y: &Tensor<2>, bias: &Tensor<2>) -> Option<Tensor<2>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        bias::add_bias(y, bias)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (y, bias);
         None
     }
 }

@@ -18,9 +18,6 @@ use cubecl::prelude::*;
 use super::cube_reduce::cube_sum;
 use super::launch::{autodiff_primitive, buffer, cast, contiguous, cube_primitive, elements, empty, row_units, with_float_type, Cube};
 
-/// Rows summed by one cube of the weight-gradient kernel.
-const WEIGHT_GRAD_ROWS: usize = 64;
-
 #[cube(launch_unchecked)]
 fn rms_norm_forward<F: Float, O: Float>(x: &[F], weight: &[F], out: &mut [O], rstd: &mut [f32], cols: usize, eps: f32, #[comptime] units: usize) {
     let row = CUBE_POS;
@@ -132,11 +129,11 @@ fn input_grad(x: &CubeTensor, weight: &CubeTensor, dy: &CubeTensor, rstd: &CubeT
     Some(dx)
 }
 
-/// `dw` `[1, cols]` f32: per-block sums in a kernel, the blocks summed by burn.
+/// `dw` `[1, cols]` f32: per-block sums in a kernel, the blocks summed by another.
 fn weight_grad(x: &CubeTensor, dy: &CubeTensor, rstd: &CubeTensor) -> Option<Tensor<2>> {
     let cols = *x.meta.shape().last()?;
     let rows = elements(x) / cols.max(1);
-    let blocks = rows.div_ceil(WEIGHT_GRAD_ROWS).max(1);
+    let blocks = super::column_sums::blocks(rows);
     let partials = empty(x, Shape::new([blocks, cols]), DType::F32);
     let units = row_units(x);
     with_float_type!(x.dtype, F => with_float_type!(dy.dtype, O => unsafe {
@@ -150,10 +147,10 @@ fn weight_grad(x: &CubeTensor, dy: &CubeTensor, rstd: &CubeTensor) -> Option<Ten
             buffer(&partials),
             rows,
             cols,
-            WEIGHT_GRAD_ROWS,
+            super::column_sums::BLOCK_ROWS,
         )
     }));
-    Some(Tensor::<2>::from_primitive::<Cube>(partials).sum_dim(0))
+    Some(Tensor::<2>::from_primitive::<Cube>(super::column_sums::sum_partials(&partials)))
 }
 
 /// See [`super::rms_norm`].
