@@ -6,7 +6,7 @@
 # EAGER=0 skips the rollout parts' eager-decode run; TRAIN_MB / TRAIN_MB_1_5B set the train parts' micro-batch (default 1).
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
 #                                          grpo-step-trl-nogc ab nccl dp dp-kill scale-train scale-grpo concurrent profile-train profile-rollout stash smol-grpo
-#                                          kernels kernels-check grpo-step-r1kit
+#                                          kernels kernels-check grpo-step-r1kit softmax-units
 #                                          (default: info parity gemm train)
 # `stash` keeps the carried binary and .carry/ pieces (scripts/split-for-carry.sh) in /tmp/r1kit-keep,
 # so that a later call on the still-warm machine finds them without carrying them again.
@@ -124,6 +124,11 @@ for p in $parts; do
     kernels-check) # the fused kernels against burn's ops on the GPU, values then time, alone (the 0.5B shape)
       part kernels-check-0.5b 120 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
       part kernels-bench-0.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-0.5b ;;
+    softmax-units) # the attention softmax forward kernel with 32 to 256 units per row (R1KIT_SOFTMAX_UNITS): kernel time, then 0.5B training
+      for u in ${SOFTMAX_UNITS:-32 64 128 256}; do
+        part kernels-bench-units-$u 120 env R1KIT_SOFTMAX_UNITS=$u $r1kit bench kernels --device cuda --shape qwen2.5-0.5b
+        [ "${SOFTMAX_TRAIN:-1}" = 1 ] && with_memory train-0.5b-units-$u 120 env R1KIT_SOFTMAX_UNITS=$u $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 4 --compute bf16
+      done ;;
     grpo-step-r1kit) # r1kit's GRPO step alone (grpo-step's setting, no TRL): r1kit against itself across calls
       with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     kernels) # issue 12: the fused kernels (RMSNorm, RoPE, SwiGLU, attention softmax, AdamW) against burn's ops (values, gradients, time), then the

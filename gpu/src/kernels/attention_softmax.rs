@@ -166,12 +166,22 @@ fn prepare(products: &Tensor<4>, mask: &KeyMask, first_query: usize, chunk: usiz
     Some((products, values, layout, rows, by_runs))
 }
 
+/// Units per row of the forward kernel: `R1KIT_SOFTMAX_UNITS` (a power of two, for A/B runs on a
+/// GPU), else as many as a cube takes up to 256 (fewer units mean more keys each and shorter
+/// reduction trees per row).
+fn forward_units(products: &CubeTensor) -> usize {
+    static ASKED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let most = row_units(products);
+    let asked = *ASKED.get_or_init(|| std::env::var("R1KIT_SOFTMAX_UNITS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|u| u.is_power_of_two()));
+    asked.map_or(most, |u| u.min(most))
+}
+
 /// See [`super::attention_probs`].
 pub(super) fn attention_probs(products: &Tensor<4>, mask: &KeyMask, first_query: usize, chunk: usize, scale: f64) -> Option<(Tensor<4>, Tensor<1>)> {
     let (products, mask, layout, rows, by_runs) = prepare(products, mask, first_query, chunk)?;
     let probs = empty(&products, products.meta.shape().clone(), products.dtype);
     let lse = empty(&products, Shape::new([rows]), DType::F32);
-    let units = row_units(&products);
+    let units = forward_units(&products);
     with_float_type!(products.dtype, F => unsafe {
         attention_softmax_forward::launch_unchecked::<F>(
             &products.client,
