@@ -125,8 +125,8 @@ for p in $parts; do
       part kernels-check-0.5b 120 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
       part kernels-bench-0.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-0.5b ;;
     softmax-units) # the attention softmax forward kernel with 32 to 256 units per row (R1KIT_SOFTMAX_UNITS): kernel time, then 0.5B training
-      for u in ${SOFTMAX_UNITS:-32 64 128 256}; do
-        part kernels-bench-units-$u 120 env R1KIT_SOFTMAX_UNITS=$u $r1kit bench kernels --device cuda --shape qwen2.5-0.5b
+      for u in ${SOFTMAX_UNITS:-32 64 128 256}; do  # SOFTMAX_BENCH=0 / SOFTMAX_TRAIN=0 leave out the kernel bench / training
+        [ "${SOFTMAX_BENCH:-1}" = 1 ] && part kernels-bench-units-$u 120 env R1KIT_SOFTMAX_UNITS=$u $r1kit bench kernels --device cuda --shape qwen2.5-0.5b
         [ "${SOFTMAX_TRAIN:-1}" = 1 ] && with_memory train-0.5b-units-$u 120 env R1KIT_SOFTMAX_UNITS=$u $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch 4 --compute bf16
       done ;;
     grpo-step-r1kit) # r1kit's GRPO step alone (grpo-step's setting, no TRL): r1kit against itself across calls
