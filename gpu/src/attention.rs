@@ -38,7 +38,7 @@ use crate::row_chunks;
 pub const QUERY_CHUNK: usize = 512;
 
 /// Scaled dot-product attention `[b, heads, s, hd]` of `q` `[b, heads, s, hd]` over `k`, `v`
-/// `[b, kv_heads, t, hd]` with an additive `mask` `[b, 1, s, t]`, products in `compute`, softmax in
+/// `[b, kv_heads, t, hd]` with `mask` `[b, 1, s, t]` (either [`KeyMask`] form), products in `compute`, softmax in
 /// f32. `None` unless the tensors are on an autodiff device of burn's `Cube` backend (CUDA, or
 /// CubeCL's CPU runtime in the `cube-cpu` tests).
 pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, mask: &KeyMask, compute: FloatDType, chunk: usize) -> Option<Tensor<4>> {
