@@ -94,7 +94,7 @@ mod tests {
         let runs = [(0, 1), (0, 2), (0, 3), (0, 1), (1, 2), (1, 3)];
         let mask = KeyMask::from_runs(&runs, 2, 3, &device);
         assert_eq!(mask.dims(), [2, 1, 3, 3]);
-        let got = mask.additive().into_data().to_vec::<f32>().unwrap();
+        let got = mask.additive().into_data().try_to_vec::<f32>().unwrap();
         let mut want = vec![BLOCKED; 18];
         for (q, &(lo, hi)) in runs.iter().enumerate() {
             for k in lo..hi {

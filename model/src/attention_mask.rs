@@ -48,18 +48,26 @@ impl AttentionMask {
         AttentionMask { batch, queries, keys, rule: Rule::Slots { valid: slot_valid.to_vec(), start } }
     }
 
+    /// The key position of query `i` itself (its position, or its cache slot): it sees that key
+    /// and none after it.
+    fn own_key(&self, i: usize) -> usize {
+        match &self.rule {
+            Rule::Segments(_) => i,
+            Rule::Slots { start, .. } => start + i,
+        }
+    }
+
     /// Whether query `i` of row `b` may see key `j`.
     pub fn allows(&self, b: usize, i: usize, j: usize) -> bool {
-        match &self.rule {
+        let own = self.own_key(i);
+        let earlier_allowed = || match &self.rule {
             Rule::Segments(segments) => {
                 let row = &segments[b * self.queries..(b + 1) * self.queries];
-                j == i || (j < i && row[i] != 0 && row[j] == row[i])
+                row[i] != 0 && row[j] == row[i]
             }
-            Rule::Slots { valid, start } => {
-                let q_slot = start + i;
-                j == q_slot || (j < q_slot && valid[b * self.keys + j])
-            }
-        }
+            Rule::Slots { valid, .. } => valid[b * self.keys + j],
+        };
+        j == own || (j < own && earlier_allowed())
     }
 
     /// `[batch, 1, queries, keys]`: 0 where allowed, -1e30 elsewhere.
@@ -68,12 +76,7 @@ impl AttentionMask {
         for b in 0..self.batch {
             for i in 0..self.queries {
                 let row = &mut values[(b * self.queries + i) * self.keys..(b * self.queries + i + 1) * self.keys];
-                // a query sees nothing after its own position (slot)
-                let last = match &self.rule {
-                    Rule::Segments(_) => i,
-                    Rule::Slots { start, .. } => start + i,
-                };
-                for (j, value) in row.iter_mut().enumerate().take(last + 1) {
+                for (j, value) in row.iter_mut().enumerate().take(self.own_key(i) + 1) {
                     if self.allows(b, i, j) {
                         *value = 0.0;
                     }
@@ -106,11 +109,11 @@ impl AttentionMask {
                         runs.push((lo as u32, i as u32 + 1));
                     }
                 }
-                Rule::Slots { valid, start } => {
+                Rule::Slots { valid, .. } => {
                     let valid = &valid[b * self.keys..(b + 1) * self.keys];
                     let first_valid = valid.iter().position(|&v| v);
                     for i in 0..self.queries {
-                        let q_slot = start + i;
+                        let q_slot = self.own_key(i);
                         // the valid slots before the query's own, then the query's slot itself
                         let lo = match first_valid.filter(|&f| f < q_slot) {
                             None => q_slot,
@@ -162,7 +165,7 @@ mod tests {
     /// `runs` say exactly what `allows` says, and the dense tensor too.
     fn assert_runs_agree(m: &AttentionMask) {
         let runs = m.key_runs().expect("a mask of runs");
-        let dense = m.to_tensor(&Device::default()).into_data().to_vec::<f32>().unwrap();
+        let dense = m.to_tensor(&Device::default()).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(runs.len(), m.batch * m.queries);
         for b in 0..m.batch {
             for i in 0..m.queries {
