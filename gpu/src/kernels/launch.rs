@@ -44,6 +44,29 @@ pub(crate) fn buffer(t: &CubeTensor) -> BufferArg {
     unsafe { BufferArg::from_raw_parts(t.handle.clone(), elements(t)) }
 }
 
+/// A kernel argument over the whole (contiguous) buffer of `t` read `width` values at a time
+/// (a kernel's `&[Vector<F, N>]`, launched with vector size `width`; see [`vector_width`]).
+pub(crate) fn vector_buffer(t: &CubeTensor, width: usize) -> BufferArg {
+    // SAFETY: as `buffer`; `width` divides the elements and the handle's offset is aligned to it
+    // (`vector_width` chose it so).
+    unsafe { BufferArg::from_raw_parts(t.handle.clone(), elements(t) / width) }
+}
+
+/// The widest vector the device reads at once (for these buffers' dtype) that divides `row` (the
+/// length of the rows a kernel walks) and the offset of every buffer in its allocation; 1 where none.
+pub(crate) fn vector_width(buffers: &[&CubeTensor], row: usize) -> usize {
+    let Some(first) = buffers.first() else { return 1 };
+    let bytes = first.dtype.size();
+    first
+        .client
+        .io_optimized_vector_sizes(bytes)
+        .map(|w| w as usize)
+        .filter(|&w| w > 0 && row % w == 0)
+        .filter(|&w| buffers.iter().all(|t| t.dtype.size() == bytes && t.handle.offset_start.unwrap_or(0) % (w * bytes) as u64 == 0))
+        .max()
+        .unwrap_or(1)
+}
+
 /// A new contiguous tensor of `shape` and `dtype` on the device of `like`, uninitialised.
 pub(crate) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     let handle: Handle = like.client.empty(shape.num_elements() * dtype.size());
