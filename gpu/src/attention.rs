@@ -30,7 +30,7 @@ use burn::tensor::FloatDType;
 
 use crate::kernels;
 use crate::key_mask::KeyMask;
-use crate::matmul::{matmul, Gemm};
+use crate::matmul::{matmul, matmul_add_f32, matmul_f32, Gemm};
 use crate::primitive::{inner, primitive};
 use crate::row_chunks;
 
@@ -224,7 +224,7 @@ fn forward(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &KeyMask, settings: S
         let (c, limit) = (i1 - i0, d.key_limit(i1));
         let products = chunk_products(d.rows(&qg, i0, i1), first_keys(&k_c, limit));
         let (p, lse) = softmax.forward(&products, i0, c, d.scale());
-        outputs.push(matmul(p, first_keys(&v_c, limit)).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
+        outputs.push(matmul_f32(p, first_keys(&v_c, limit)).reshape([d.b, d.nkv, d.groups, c, d.hd]));
         lses.push(lse);
     }
     (Tensor::cat(outputs, 3), Tensor::cat(lses, 3))
@@ -259,18 +259,8 @@ where
         // each chunk's strided slice (four slow launches per layer in the GPU profile)
         let row_dots = (grad.clone() * output.clone()).sum_dim(4);
         let mut dq = Vec::new();
-        let (mut dk, mut dv): (Option<Tensor<4>>, Option<Tensor<4>>) = (None, None);
         // A chunk's dK, dV cover its first `limit` keys; the last chunk (the first one here) sees them all.
-        let add = |acc: Option<Tensor<4>>, x: Tensor<4>| {
-            Some(match acc {
-                None => x,
-                Some(a) => {
-                    let [b, nkv, limit, hd] = x.dims();
-                    let range = [0..b, 0..nkv, 0..limit, 0..hd];
-                    a.clone().slice_assign(range.clone(), a.slice(range) + x)
-                }
-            })
-        };
+        let (mut dk, mut dv): (Option<Tensor<4>>, Option<Tensor<4>>) = (None, None);
         for (i0, i1) in row_chunks(d.s, settings.chunk).collect::<Vec<_>>().into_iter().rev() {
             let (c, limit) = (i1 - i0, d.key_limit(i1));
             let (k_l, v_l) = (first_keys(&k_c, limit), first_keys(&v_c, limit));
@@ -282,9 +272,9 @@ where
             let do_flat = do_c.reshape([d.b, d.nkv, d.groups * c, d.hd]).cast(settings.compute);
             let dprobs = matmul(do_flat.clone(), v_l.swap_dims(2, 3));
             let (p, ds) = softmax.backward(&products, &dprobs, &lse_c, &row_dot, i0, c, d.scale());
-            dq.push(matmul(ds.clone(), k_l).cast(FloatDType::F32).reshape([d.b, d.nkv, d.groups, c, d.hd]));
-            dk = add(dk, matmul(ds.swap_dims(2, 3), q_c).cast(FloatDType::F32));
-            dv = add(dv, matmul(p.swap_dims(2, 3), do_flat).cast(FloatDType::F32));
+            dq.push(matmul_f32(ds.clone(), k_l).reshape([d.b, d.nkv, d.groups, c, d.hd]));
+            dk = Some(matmul_add_f32(dk, ds.swap_dims(2, 3), q_c));
+            dv = Some(matmul_add_f32(dv, p.swap_dims(2, 3), do_flat));
         }
         let [q_parent, k_parent, v_parent] = ops.parents;
         if let Some(node) = q_parent {

@@ -86,6 +86,20 @@ pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) ->
 /// batch dims are not one evenly strided run is first made contiguous (a copy, as burn's own
 /// matmul would).
 pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_b: bool) -> Result<CubeTensor> {
+    gemm_cube_to(ca, cb, transpose_a, transpose_b, GemmOutput::New(ca.dtype))
+}
+
+/// Where [`gemm_cube_to`] puts the product.
+pub enum GemmOutput<'a> {
+    /// A new tensor of this dtype (f32 from bf16 operands saves a cast kernel after the GEMM).
+    New(DType),
+    /// Added into this tensor (cuBLASLt's beta = 1), in place: the caller's own buffer, which no
+    /// other tensor shares, of the product's shape or a view of a larger one.
+    AddTo(&'a CubeTensor),
+}
+
+/// [`gemm_cube`] with the product in a dtype of its own or added into a tensor.
+pub fn gemm_cube_to(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_b: bool, output: GemmOutput) -> Result<CubeTensor> {
     take_async_error()?;
     let cuda = cuda_device(ca)?;
     if cuda_device(cb)? != cuda {
@@ -103,8 +117,15 @@ pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_
     if shape_b[..rank - 2] != *lead {
         bail!("gemm: batch dims differ: a is {shape_a:?}, b is {shape_b:?} (no broadcasting)");
     }
-    let dtype = ca.dtype;
-    let elem = Elem::of(dtype)?;
+    let elem = Elem::of(ca.dtype)?;
+    let dtype = match output {
+        GemmOutput::New(dtype) => dtype,
+        GemmOutput::AddTo(acc) => acc.dtype,
+    };
+    let out_elem = Elem::of(dtype)?;
+    if out_elem != elem && out_elem != Elem::F32 {
+        bail!("gemm: a {:?} product is written in its operands' dtype or in f32, not {dtype:?}", ca.dtype);
+    }
     let (ca, cb) = (evenly_batched(ca), evenly_batched(cb));
     let (va, batch, stride_a) = view(&ca, transpose_a, "a")?;
     let (vb, _, stride_b) = view(&cb, transpose_b, "b")?;
@@ -114,6 +135,9 @@ pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_
     }
     let device = ca.device.clone();
     let out_shape: Vec<usize> = lead.iter().copied().chain([m, n]).collect();
+    if let (GemmOutput::AddTo(acc), true) = (&output, m == 0 || n == 0 || batch == 0 || k == 0) {
+        return Ok((*acc).clone());
+    }
     if m == 0 || n == 0 || batch == 0 {
         return Ok(CubeBackend::float_empty(out_shape.into(), &device, dtype.into()));
     }
@@ -123,9 +147,19 @@ pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_
     // Row-major with no row padding: burn's `float_empty` pads rows whose bytes are not a multiple
     // of its alignment (bf16 logits of 151,936 ids), and every kernel reading the product then
     // copies it to a contiguous buffer first (0.6 ms per 1,024 rows of logits).
-    let out_shape = burn::tensor::Shape::from(out_shape);
-    let handle: Handle = ca.client.empty(out_shape.num_elements() * dtype.size());
-    let co = CubeTensor::new_contiguous(ca.client.clone(), device.clone(), out_shape, handle, dtype);
+    let (co, beta) = match output {
+        GemmOutput::New(_) => {
+            let out_shape = burn::tensor::Shape::from(out_shape);
+            let handle: Handle = ca.client.empty(out_shape.num_elements() * dtype.size());
+            (CubeTensor::new_contiguous(ca.client.clone(), device.clone(), out_shape, handle, dtype), 0f32)
+        }
+        GemmOutput::AddTo(acc) => {
+            if acc.meta.shape().to_vec() != out_shape || cuda_device(acc)? != cuda {
+                bail!("gemm: adding a {out_shape:?} product into a {:?} tensor", acc.meta.shape().to_vec());
+            }
+            (acc.clone(), 1f32)
+        }
+    };
     let (vc, _, stride_c) = view(&co, false, "output")?;
     let g = BlasGemm::new(va, vb, vc).map_err(|e| anyhow!("gemm: {e}"))?.batched(batch, [stride_a, stride_b, stride_c]);
 
@@ -135,7 +169,7 @@ pub fn gemm_cube(ca: &CubeTensor, cb: &CubeTensor, transpose_a: bool, transpose_
     ensure_ready(&dh, &cuda, stream_id)?;
     let handles = [ca.handle.clone(), cb.handle.clone(), co.handle.clone()];
     dh.submit(move |server: &mut CudaServer| {
-        let outcome = catch_unwind(AssertUnwindSafe(|| enqueue(server, stream_id, &handles, elem, g)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| enqueue(server, stream_id, &handles, [elem, out_elem], beta, g)));
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => record_async_error(e),
@@ -249,10 +283,10 @@ fn ensure_ready(dh: &DeviceHandle<CudaServer>, device: &CudaDevice, stream_id: S
 }
 
 /// On the runner thread: resolve the buffers on the stream and enqueue the GEMM there.
-fn enqueue(server: &mut CudaServer, stream_id: StreamId, handles: &[Handle; 3], elem: Elem, g: BlasGemm) -> Result<(), String> {
+fn enqueue(server: &mut CudaServer, stream_id: StreamId, handles: &[Handle; 3], elems: [Elem; 2], beta: f32, g: BlasGemm) -> Result<(), String> {
     let bindings = handles.iter().map(|h| h.clone().binding()).collect();
     let (stream, ptrs) = server.r1kit_stream_and_ptrs(stream_id, bindings).map_err(|e| format!("resolving the buffers: {e}"))?;
-    with_lt(|lt| unsafe { lt.matmul(stream, elem, g, ptrs[0], ptrs[1], ptrs[2]) })
+    with_lt(|lt| unsafe { lt.matmul(stream, elems, beta, g, ptrs[0], ptrs[1], ptrs[2]) })
 }
 
 /// cuBLASLt state of one runner thread.
@@ -261,7 +295,8 @@ struct Lt {
     /// Per CUDA stream: GEMMs on one stream run one after another and may share one; GEMMs on
     /// two streams may not.
     workspaces: HashMap<usize, u64>,
-    plans: HashMap<(Elem, BlasGemm, [u32; 3]), Plan>,
+    /// Keyed by the operands' and the output's element types, the shapes and the alignments.
+    plans: HashMap<([Elem; 2], BlasGemm, [u32; 3]), Plan>,
 }
 
 struct Plan {
@@ -303,16 +338,18 @@ impl Lt {
         }
     }
 
-    /// `C = op(A) op(B)` with burn's pointers `a`, `b`, `c` (see [`BlasGemm`] for the swap).
-    unsafe fn matmul(&mut self, stream: CUstream, elem: Elem, g: BlasGemm, a: u64, b: u64, c: u64) -> Result<(), String> {
+    /// `C = op(A) op(B) + beta C` with burn's pointers `a`, `b`, `c` (see [`BlasGemm`] for the
+    /// swap), the operands of `elems[0]` and `C` of `elems[1]`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn matmul(&mut self, stream: CUstream, elems: [Elem; 2], beta: f32, g: BlasGemm, a: u64, b: u64, c: u64) -> Result<(), String> {
         let workspace = self.workspace(stream)?;
         let align = [pointer_alignment(b), pointer_alignment(a), pointer_alignment(c)];
         let handle = self.handle;
-        let plan = match self.plans.entry((elem, g, align)) {
+        let plan = match self.plans.entry((elems, g, align)) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => v.insert(unsafe { Plan::new(handle, elem, g, align) }?),
+            Entry::Vacant(v) => v.insert(unsafe { Plan::new(handle, elems, g, align) }?),
         };
-        let (alpha, beta) = (1f32, 0f32);
+        let alpha = 1f32;
         unsafe {
             lt::matmul(
                 handle,
@@ -339,10 +376,10 @@ impl Lt {
 
 impl Plan {
     /// Descriptor (f32 accumulation and scalars), layouts, alignment-aware heuristic.
-    unsafe fn new(handle: ltsys::cublasLtHandle_t, elem: Elem, g: BlasGemm, align: [u32; 3]) -> Result<Self, String> {
+    unsafe fn new(handle: ltsys::cublasLtHandle_t, elems: [Elem; 2], g: BlasGemm, align: [u32; 3]) -> Result<Self, String> {
         use ltsys::cublasLtMatmulDescAttributes_t as D;
         use ltsys::cublasLtMatmulPreferenceAttributes_t as P;
-        let dt = elem.cuda();
+        let (dt, dt_c) = (elems[0].cuda(), elems[1].cuda());
         unsafe {
             let desc = lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
                 .map_err(cublas("cublasLtMatmulDescCreate"))?;
@@ -350,10 +387,10 @@ impl Plan {
             let set = |attr, v: &i32| lt::set_matmul_desc_attribute(desc, attr, v as *const i32 as *const c_void, 4);
             set(D::CUBLASLT_MATMUL_DESC_TRANSA, &ta).map_err(cublas("TRANSA"))?;
             set(D::CUBLASLT_MATMUL_DESC_TRANSB, &tb).map_err(cublas("TRANSB"))?;
-            let layout = |o: crate::layout::BlasOperand| lt::create_matrix_layout(dt, o.rows as u64, o.cols as u64, o.ld as i64);
-            let la = layout(g.blas_a).map_err(cublas("layout A"))?;
-            let lb = layout(g.blas_b).map_err(cublas("layout B"))?;
-            let lc = layout(g.blas_c).map_err(cublas("layout C"))?;
+            let layout = |o: crate::layout::BlasOperand, dt| lt::create_matrix_layout(dt, o.rows as u64, o.cols as u64, o.ld as i64);
+            let la = layout(g.blas_a, dt).map_err(cublas("layout A"))?;
+            let lb = layout(g.blas_b, dt).map_err(cublas("layout B"))?;
+            let lc = layout(g.blas_c, dt_c).map_err(cublas("layout C"))?;
             if g.batch > 1 {
                 // cuBLAS's A is our B and its B our A (see BlasGemm).
                 let [stride_a, stride_b, stride_c] = g.batch_strides;
@@ -380,7 +417,7 @@ impl Plan {
             }
             let heuristic = lt::get_matmul_algo_heuristic(handle, desc, la, lb, lc, lc, pref);
             let _ = lt::destroy_matmul_pref(pref);
-            let heuristic = heuristic.map_err(|e| format!("no cuBLASLt algorithm for {elem:?} {g:?} alignments {align:?}: {e}"))?;
+            let heuristic = heuristic.map_err(|e| format!("no cuBLASLt algorithm for {elems:?} {g:?} alignments {align:?}: {e}"))?;
             Ok(Self { desc, la, lb, lc, algo: heuristic.algo })
         }
     }

@@ -19,7 +19,7 @@ use burn::prelude::{Int, Tensor, TensorData};
 use burn::tensor::FloatDType;
 
 use crate::kernels;
-use crate::matmul::{matmul, Gemm};
+use crate::matmul::{matmul, matmul_add_f32, matmul_f32, Gemm};
 use crate::primitive::{inner, primitive};
 use crate::row_chunks;
 
@@ -119,12 +119,8 @@ where
             let ids = target_ids(&saved.targets[start..end], &device);
             let d_logits = kernels::logprob_rows_backward(&logits, &lse, &g, &ids, compute)
                 .unwrap_or_else(|| kernels::reference::logprob_rows_backward(&logits, &lse, &g, &ids, compute));
-            d_hidden.push(matmul(d_logits.clone(), head_c.clone()).cast(FloatDType::F32));
-            let dw = matmul(d_logits.transpose(), h_c.cast(compute)).cast(FloatDType::F32);
-            d_head = Some(match d_head {
-                Some(acc) => acc + dw,
-                None => dw,
-            });
+            d_hidden.push(matmul_f32(d_logits.clone(), head_c.clone()));
+            d_head = Some(matmul_add_f32(d_head, d_logits.transpose(), h_c.cast(compute)));
         }
         let [hidden_parent, head_parent] = ops.parents;
         if let Some(node) = hidden_parent {

@@ -52,6 +52,75 @@ pub fn matmul_compute<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: Float
     matmul(cast_to(a, compute), cast_to(b, compute))
 }
 
+/// `a @ b` written in f32 whatever the operands' dtype (a bf16 pair accumulates in f32 as ever):
+/// on CUDA the cuBLASLt GEMM writes f32 itself, where a product then a cast took two passes over
+/// it. For untracked tensors (the custom ops' own passes).
+pub fn matmul_f32<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    #[cfg(all(feature = "cuda", not(feature = "fusion")))]
+    if let Some(c) = cuda::matmul_f32(&a, &b) {
+        return c;
+    }
+    matmul(a, b).cast(FloatDType::F32)
+}
+
+/// `acc[.., 0..rows, :] += a @ b` in f32, `acc` returned (without `acc`, [`matmul_f32`]), where
+/// the product's `rows` are all of `acc`'s second-to-last dim or its first ones: a sum over chunks
+/// (the LM head's gradient, attention's dK and dV). On CUDA the GEMM adds into `acc`'s buffer
+/// (cuBLASLt's beta = 1), where a product, a cast, a slice, an addition and a slice assignment took
+/// five passes. `acc` is f32 and the caller's own accumulator: no other tensor may share its
+/// buffer, since it is written in place.
+pub fn matmul_add_f32<const D: usize>(acc: Option<Tensor<D>>, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    let Some(acc) = acc else { return matmul_f32(a, b) };
+    #[cfg(all(feature = "cuda", not(feature = "fusion")))]
+    let acc = match cuda::matmul_add_f32(acc, &a, &b) {
+        Ok(sum) => return sum,
+        Err(acc) => acc,
+    };
+    let c = matmul(a, b).cast(FloatDType::F32);
+    if c.dims() == acc.dims() {
+        return acc + c;
+    }
+    let ranges = c.dims().map(|d| 0..d);
+    acc.clone().slice_assign(ranges.clone(), acc.slice(ranges) + c)
+}
+
+/// The cuBLASLt side of [`matmul_f32`] and [`matmul_add_f32`].
+#[cfg(all(feature = "cuda", not(feature = "fusion")))]
+mod cuda {
+    use crate::cuda::{gemm_cube_to, GemmOutput};
+    use burn::backend::Cube;
+    use burn::prelude::Tensor;
+    use burn::tensor::DType;
+    use burn_cubecl::tensor::CubeTensor;
+
+    fn operands<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<(CubeTensor, CubeTensor)> {
+        Some((a.clone().try_into_primitive::<Cube>().ok()?, b.clone().try_into_primitive::<Cube>().ok()?))
+    }
+
+    pub(super) fn matmul_f32<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> Option<Tensor<D>> {
+        let (pa, pb) = operands(a, b)?;
+        gemm_cube_to(&pa, &pb, false, false, GemmOutput::New(DType::F32)).ok().map(Tensor::from_primitive::<Cube>)
+    }
+
+    /// `Err` hands `acc` back where the GEMM does not apply: not CUDA tensors, a non-f32 `acc`,
+    /// shapes the GEMM declines.
+    pub(super) fn matmul_add_f32<const D: usize>(acc: Tensor<D>, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+        let Some((pa, pb)) = operands(a, b) else { return Err(acc) };
+        let rows = pa.meta.shape()[D - 2];
+        if acc.dtype() != DType::F32 || acc.dims()[D - 2] < rows || acc.clone().try_into_primitive::<Cube>().is_err() {
+            return Err(acc);
+        }
+        // not `can_mut()`: the GEMM that wrote `acc` may still hold its handle on the runner thread
+        let pacc = acc.try_into_primitive::<Cube>().unwrap_or_else(|_| unreachable!("checked above"));
+        // the product's rows of `acc`: a view of its buffer with its strides
+        let mut view = pacc.clone();
+        view.meta.shape_mut()[D - 2] = rows;
+        let added = gemm_cube_to(&pa, &pb, false, false, GemmOutput::AddTo(&view)).is_ok();
+        drop(view);
+        if added { Ok(Tensor::from_primitive::<Cube>(pacc)) } else { Err(Tensor::from_primitive::<Cube>(pacc)) }
+    }
+}
+
 /// [`matmul`] with flex's matmul as the primitive product, so that CPU tests exercise the
 /// autodiff op itself; `None` when the operands are not flex tensors.
 #[doc(hidden)]

@@ -12,7 +12,8 @@ use crate::check::Rng;
 /// One op at one shape and dtype, fused against burn's ops.
 #[derive(Debug, Clone)]
 pub struct OpComparison {
-    /// `rms_norm`, `swiglu`, `rope`, `softmax` (the attention's, one chunk), `logprobs` (the LM
+    /// `rms_norm`, `swiglu`, `rope`, `softmax` (the attention's, one chunk), `attention` (the
+    /// training attention op, forward and backward over a sequence in chunks), `logprobs` (the LM
     /// head's log-softmax, one chunk), `decode_attn` (a decode step's attention over the KV cache)
     /// or `adamw`.
     pub op: &'static str,
@@ -62,7 +63,8 @@ const SOFTMAX_SEQUENCE: usize = 2048;
 /// RMSNorm at `[rows, hidden]` (f32 input, output in `dtype`), rotary embeddings of the queries
 /// `[1, rows, heads, head_dim]` and SwiGLU at `[rows, intermediate]` (both in `dtype`), the
 /// attention's softmax (forward and backward kernels) on the last chunk of a 2048-token sequence
-/// (products in `dtype`), the LM head's log-softmax (forward and backward kernels) on one chunk of
+/// (products in `dtype`), the training attention op over that sequence (forward and backward, in
+/// chunks of a quarter), the LM head's log-softmax (forward and backward kernels) on one chunk of
 /// `[1024, vocab]` logits in `dtype`, a decode step's attention over the KV cache (up to 512 rows
 /// and 768 slots, in `dtype`), and one AdamW update of an `[hidden, intermediate]` f32 parameter, fused
 /// against burn's ops on `device` (an autodiff device is taken as given; a plain one is made
@@ -128,6 +130,29 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         let flat = |t: Tensor<4>| t.reshape([score_rows, seq]);
         Ok(vec![flat(p), lse.reshape([score_rows, 1]), flat(p_again), flat(ds)])
     };
+    // the training attention op over the whole sequence in chunks of a quarter (the cuBLASLt GEMMs
+    // writing f32 and adding each chunk's dK, dV into the first keys' rows), against burn's graph
+    let groups = heads / kv_heads;
+    let mut qkv = |heads: usize| Tensor::<4>::from_data(TensorData::new(rng.normals(seq * heads * head_dim, 1.0), [1, heads, seq, head_dim]), &device);
+    let (aq, ak, av, w_attention) = (qkv(heads).require_grad(), qkv(kv_heads).require_grad(), qkv(kv_heads).require_grad(), qkv(heads));
+    let runs_tracked = crate::KeyMask::from_runs(&runs, 1, seq, &device);
+    let additive = runs_tracked.additive();
+    let attention = |fused: bool| -> Result<Vec<Tensor<2>>> {
+        let out = if fused {
+            crate::attention::attention(&aq, &ak, &av, &runs_tracked, dtype, (seq / 4).max(1)).ok_or_else(|| anyhow::anyhow!("attention: the op declined"))?
+        } else {
+            let qg = aq.clone().reshape([1, kv_heads, groups * seq, head_dim]).cast(dtype);
+            let scores = qg.matmul(ak.clone().cast(dtype).swap_dims(2, 3)).cast(FloatDType::F32).reshape([1, kv_heads, groups, seq, seq]);
+            let p = burn::tensor::activation::softmax(scores * scale + additive.clone().unsqueeze_dim::<5>(1), 4).reshape([1, kv_heads, groups * seq, seq]).cast(dtype);
+            p.matmul(av.clone().cast(dtype)).cast(FloatDType::F32).reshape([1, heads, seq, head_dim])
+        };
+        let grads = (out.clone().cast(FloatDType::F32) * w_attention.clone()).sum().backward();
+        let flat = |t: Tensor<4>| {
+            let [_, h, s, d] = t.dims();
+            t.cast(FloatDType::F32).reshape([h * s, d])
+        };
+        Ok(vec![flat(out), flat(aq.grad(&grads).expect("q is tracked")), flat(ak.grad(&grads).expect("k is tracked")), flat(av.grad(&grads).expect("v is tracked"))])
+    };
     // one chunk of the LM head's logits, as `crate::logprobs`' op cuts them
     let logit_rows = crate::logprobs::DEFAULT_CHUNK_ROWS.min(rows);
     let logits = Tensor::<2>::from_data(TensorData::new(rng.normals(logit_rows * vocab, 3.0), [logit_rows, vocab]), &device).inner().cast(dtype);
@@ -183,6 +208,7 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         ("swiglu", [rows, intermediate], &["y", "dgate", "dup"], dtype, &gated),
         ("rope", [rows, heads * head_dim], &["y", "dx"], dtype, &rotated),
         ("softmax", [score_rows, seq], &["p", "lse", "p again", "ds"], dtype, &softmax),
+        ("attention", [seq, heads * head_dim], &["out", "dq", "dk", "dv"], dtype, &attention),
         ("logprobs", [logit_rows, vocab], &["logp", "lse", "entropy", "dlogits"], dtype, &logprobs),
         ("decode_attn", [decode_rows * heads, slots], &["out"], dtype, &decode),
     ];
@@ -262,7 +288,7 @@ mod tests {
             let sizes = Sizes { rows: 19, hidden: 40, intermediate: 56, heads: 3, kv_heads: 1, head_dim: 8, vocab: 300 };
             let results = compare(&Device::cpu(), sizes, dtype, 0.0).unwrap();
             let ops: Vec<&str> = results.iter().map(|r| r.op).collect();
-            let mut expected = vec!["rms_norm", "swiglu", "rope", "softmax", "logprobs", "decode_attn"];
+            let mut expected = vec!["rms_norm", "swiglu", "rope", "softmax", "attention", "logprobs", "decode_attn"];
             if dtype == FloatDType::F32 {
                 expected.push("adamw");
             }
