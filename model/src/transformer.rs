@@ -322,7 +322,8 @@ impl Model {
         mut cache: Option<&mut CacheAccess>,
     ) -> Tensor<3> {
         let [n] = ids.dims();
-        let mut x = self.embed_tokens.clone().select(0, ids).reshape([batch, n / batch, self.config.hidden_size]);
+        let rows = r1kit_gpu::kernels::embedding(&self.embed_tokens, &ids).unwrap_or_else(|| self.embed_tokens.clone().select(0, ids));
+        let mut x = rows.reshape([batch, n / batch, self.config.hidden_size]);
         for (index, layer) in self.layers.iter().enumerate() {
             let recomputed = match (&cache, self.checkpointing) {
                 (None, Checkpointing::Blocks) => recomputed_block(&self.config, self.compute, layer, x.clone(), rope, mask),

@@ -142,9 +142,10 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
             crate::attention::attention(&aq, &ak, &av, &runs_tracked, dtype, (seq / 4).max(1)).ok_or_else(|| anyhow::anyhow!("attention: the op declined"))?
         } else {
             let qg = aq.clone().reshape([1, kv_heads, groups * seq, head_dim]).cast(dtype);
-            let scores = qg.matmul(ak.clone().cast(dtype).swap_dims(2, 3)).cast(FloatDType::F32).reshape([1, kv_heads, groups, seq, seq]);
+            // the products through the GEMM the op uses (burn's own f32 matmul may round to TF32)
+            let scores = crate::matmul(qg, ak.clone().cast(dtype).swap_dims(2, 3)).cast(FloatDType::F32).reshape([1, kv_heads, groups, seq, seq]);
             let p = burn::tensor::activation::softmax(scores * scale + additive.clone().unsqueeze_dim::<5>(1), 4).reshape([1, kv_heads, groups * seq, seq]).cast(dtype);
-            p.matmul(av.clone().cast(dtype)).cast(FloatDType::F32).reshape([1, heads, seq, head_dim])
+            crate::matmul(p, av.clone().cast(dtype)).cast(FloatDType::F32).reshape([1, heads, seq, head_dim])
         };
         let grads = (out.clone().cast(FloatDType::F32) * w_attention.clone()).sum().backward();
         let flat = |t: Tensor<4>| {

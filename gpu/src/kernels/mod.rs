@@ -33,6 +33,8 @@ mod decode_attention;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod draw_rows;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+mod embedding;
+#[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod launch;
 #[cfg(all(feature = "kernels", not(feature = "fusion")))]
 mod logprob_rows;
@@ -129,6 +131,24 @@ pub fn add_bias(y: &Tensor<2>, bias: &Tensor<2>) -> Option<Tensor<2>> {
     #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
     {
         let _ = (y, bias);
+        None
+    }
+}
+
+/// The token embedding's rows `weight[ids]` `[n, hidden]` of a tracked table on a `Cube`
+/// autodiff device, its gradient scattered by one kernel (burn's walks the ids one by one); `None`
+/// elsewhere (an untracked table, another device: burn's `select` then).
+pub fn embedding(weight: &Tensor<2>, ids: &Tensor<1, Int>) -> Option<Tensor<2>> {
+    if !enabled() {
+        return None;
+    }
+    #[cfg(all(feature = "kernels", not(feature = "fusion")))]
+    {
+        embedding::embedding(weight, ids)
+    }
+    #[cfg(not(all(feature = "kernels", not(feature = "fusion"))))]
+    {
+        let _ = (weight, ids);
         None
     }
 }
