@@ -122,7 +122,7 @@ for p in $parts; do
         done
       done ;;
     kernels-check) # the fused kernels against burn's ops on the GPU, values then time, alone (the 0.5B shape)
-      part kernels-check-0.5b 120 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
+      part kernels-check-0.5b 180 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
       part kernels-bench-0.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-0.5b ;;
     softmax-units) # the attention softmax forward kernel with 32 to 256 units per row (R1KIT_SOFTMAX_UNITS): kernel time, then 0.5B training
       for u in ${SOFTMAX_UNITS:-32 64 128 256}; do  # SOFTMAX_BENCH=0 / SOFTMAX_TRAIN=0 leave out the kernel bench / training
@@ -133,7 +133,7 @@ for p in $parts; do
       with_memory grpo-step-r1kit 200 $r1kit bench grpo-step --device cuda --compute bf16 --warmup 1 --shape qwen2.5-0.5b --tokenizer assets/tokenizers/qwen3 --prompts 16 --group 8 --max-new-tokens 512 ;;
     kernels) # issue 12: the fused kernels (RMSNorm, RoPE, SwiGLU, attention softmax, AdamW) against burn's ops (values, gradients, time), then the
              # model with them against the model without (R1KIT_FUSED_KERNELS=0) and against PyTorch, and the checks with them on
-      part kernels-check-0.5b 120 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
+      part kernels-check-0.5b 180 $r1kit check kernels --device cuda --shape qwen2.5-0.5b
       part kernels-bench-0.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-0.5b
       part kernels-bench-1.5b 180 $r1kit bench kernels --device cuda --shape qwen2.5-1.5b
       part kernels-parity-f32 120 $r1kit check parity --device cuda
