@@ -3,7 +3,7 @@
 # (a device call returns at most 8 files). Needs the carried
 # .gpu/ folder from scripts/build-cuda.sh. PyTorch references run in the same call, so figures
 # are ratios. Each part has its own time limit and a failure does not stop the rest.
-# EAGER=0 skips the rollout parts' eager-decode run; TRAIN_MB / TRAIN_MB_1_5B set the train parts' micro-batch (default 1).
+# EAGER=0 skips the rollout parts' eager-decode run; TRAIN_MB / TRAIN_MB_1_5B set the train parts' micro-batch (default 8 and 4: the fastest measured, Step 12).
 #   scripts/gpu-session.sh [parts...]     parts: info parity gemm train train-1.5b train-micro train-ckpt train-8k rollout rollout-1.5b grpo-step
 #                                          grpo-step-trl-nogc ab nccl dp dp-kill scale-train scale-grpo concurrent profile-train profile-rollout stash smol-grpo
 #                                          kernels kernels-check grpo-step-r1kit softmax-units
@@ -71,10 +71,10 @@ for p in $parts; do
     train)
       with_memory train-torch-0.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-0.5b --batch 8 --seq 2048 --out "$out/train-torch-0.5b.json"
       [ -f .gpu/run.sh ] || [ -f $keep/.gpu/run.sh ] || continue  # PyTorch's figure alone, for an A/B call without .gpu
-      with_memory train-0.5b-bf16-mb${TRAIN_MB:-1} 500 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch ${TRAIN_MB:-1} --compute bf16 --out "$out/train-0.5b-bf16-mb${TRAIN_MB:-1}.json" ;;
+      with_memory train-0.5b-bf16-mb${TRAIN_MB:-8} 500 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch ${TRAIN_MB:-8} --compute bf16 --out "$out/train-0.5b-bf16-mb${TRAIN_MB:-8}.json" ;;
     train-1.5b)
       with_memory train-torch-1.5b 300 python3 scripts/bench_train_torch.py --shape qwen2.5-1.5b --batch 8 --seq 2048 --out "$out/train-torch-1.5b.json"
-      with_memory train-1.5b-bf16-mb${TRAIN_MB_1_5B:-1} 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch ${TRAIN_MB_1_5B:-1} --compute bf16 --out "$out/train-1.5b-bf16-mb${TRAIN_MB_1_5B:-1}.json" ;;
+      with_memory train-1.5b-bf16-mb${TRAIN_MB_1_5B:-4} 500 $r1kit bench train --device cuda --shape qwen2.5-1.5b --batch 8 --seq 2048 --micro-batch ${TRAIN_MB_1_5B:-4} --compute bf16 --out "$out/train-1.5b-bf16-mb${TRAIN_MB_1_5B:-4}.json" ;;
     train-micro) # larger micro-batches: what a micro-step costs whatever its size (MICRO_BATCHES, default 2 4)
       for mb in ${MICRO_BATCHES:-2 4}; do
         with_memory train-0.5b-bf16-mb$mb 300 $r1kit bench train --device cuda --shape qwen2.5-0.5b --batch 8 --seq 2048 --micro-batch $mb --compute bf16 --out "$out/train-0.5b-bf16-mb$mb.json"

@@ -2,9 +2,10 @@
 //! ([`rms_norm`]), rotary embeddings with the heads' transpose ([`rope`]), the SwiGLU gate
 //! ([`swiglu`]) and the attention's softmax over a chunk of queries ([`attention_probs`],
 //! [`attention_probs_backward`], inside `crate::attention`'s op); the LM head's log-softmax over
-//! the vocabulary ([`logprob_rows`], [`logprob_rows_backward`], inside `crate::logprobs`' op); and
-//! the optimizer's AdamW update ([`adamw_update`]); and, for rollouts, a decode step's attention
-//! over the KV cache ([`decode_attention`]) and its token draw from the logits ([`draw_rows`]).
+//! the vocabulary ([`logprob_rows`], [`logprob_rows_backward`], inside `crate::logprobs`' op); the
+//! token embedding's gradient ([`embedding`]); the optimizer's AdamW update ([`adamw_update`]);
+//! and, for rollouts, a decode step's attention over the KV cache ([`decode_attention`]) and its
+//! token draw from the logits ([`draw_rows`]).
 //!
 //! Why: a 0.5B training micro-step on the GPU was 9,158 kernels, of which the GEMMs are ~20 ms of
 //! 122 ms; the rest is burn's unfused elementwise ops, reductions and f32<->bf16 casts
