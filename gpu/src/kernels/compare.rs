@@ -132,7 +132,6 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
     };
     // the training attention op over the whole sequence in chunks of a quarter (the cuBLASLt GEMMs
     // writing f32 and adding each chunk's dK, dV into the first keys' rows), against burn's graph
-    let groups = heads / kv_heads;
     let mut qkv = |heads: usize| Tensor::<4>::from_data(TensorData::new(rng.normals(seq * heads * head_dim, 1.0), [1, heads, seq, head_dim]), &device);
     let (aq, ak, av, w_attention) = (qkv(heads).require_grad(), qkv(kv_heads).require_grad(), qkv(kv_heads).require_grad(), qkv(heads));
     let runs_tracked = crate::KeyMask::from_runs(&runs, 1, seq, &device);
@@ -141,11 +140,8 @@ pub fn compare(device: &Device, sizes: Sizes, dtype: FloatDType, batch_seconds: 
         let out = if fused {
             crate::attention::attention(&aq, &ak, &av, &runs_tracked, dtype, (seq / 4).max(1)).ok_or_else(|| anyhow::anyhow!("attention: the op declined"))?
         } else {
-            let qg = aq.clone().reshape([1, kv_heads, groups * seq, head_dim]).cast(dtype);
             // the products through the GEMM the op uses (burn's own f32 matmul may round to TF32)
-            let scores = crate::matmul(qg, ak.clone().cast(dtype).swap_dims(2, 3)).cast(FloatDType::F32).reshape([1, kv_heads, groups, seq, seq]);
-            let p = burn::tensor::activation::softmax(scores * scale + additive.clone().unsqueeze_dim::<5>(1), 4).reshape([1, kv_heads, groups * seq, seq]).cast(dtype);
-            crate::matmul(p, av.clone().cast(dtype)).cast(FloatDType::F32).reshape([1, heads, seq, head_dim])
+            super::reference::grouped_attention(aq.clone(), ak.clone(), av.clone(), &additive, scale, |a, b| crate::matmul_in(a, b, dtype))
         };
         let grads = (out.clone().cast(FloatDType::F32) * w_attention.clone()).sum().backward();
         let flat = |t: Tensor<4>| {

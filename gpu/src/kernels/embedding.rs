@@ -37,8 +37,11 @@ fn scatter_rows(dy: CubeTensor, ids: &CubeTensor, vocab: usize) -> Option<CubeTe
     let [rows, hidden] = dy.meta.shape().to_vec().try_into().ok()?;
     let device: burn::prelude::Device = Tensor::<2>::from_primitive::<Cube>(dy.clone()).device();
     let dweight = Tensor::<2>::zeros([vocab, hidden], &device).cast(burn::tensor::FloatDType::F32).try_into_primitive::<Cube>().ok()?;
-    if rows == 0 || hidden == 0 || elements(ids) != rows {
-        return (rows == 0).then_some(dweight);
+    if elements(ids) != rows {
+        return None;
+    }
+    if rows == 0 || hidden == 0 {
+        return Some(dweight);
     }
     const UNITS: u32 = 256;
     let grid_rows = rows.min(65_535);
